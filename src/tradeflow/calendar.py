@@ -1,0 +1,196 @@
+"""The NYSE calendar (exchange_calendars "XNYS"), tz-aware throughout.
+
+Sessions are tz-naive dates (exchange_calendars' session labels); instants are tz-aware UTC
+Timestamps. A naive instant is refused: exchange_calendars would silently read it as UTC, and a
+New York wall-clock time read as UTC is five hours wrong.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import lru_cache
+from typing import Any
+
+import exchange_calendars as xcals
+import pandas as pd
+
+from tradeflow.errors import InputError
+
+NEW_YORK = "America/New_York"
+# exchange_calendars' default bounds are today-20y .. today+1y; tradeflow reads history from 1990
+# and generates schedules a few years ahead, so the bounds are explicit.
+CALENDAR_START = "1990-01-02"
+CALENDAR_END = "2035-12-31"
+
+DateLike = str | dt.date | dt.datetime | pd.Timestamp
+
+
+class MarketState(StrEnum):
+    OPEN = "OPEN"
+    CLOSED_NON_SESSION = "CLOSED_NON_SESSION"  # weekend, holiday or special closure
+    CLOSED_PRE_OPEN = "CLOSED_PRE_OPEN"
+    CLOSED_POST_CLOSE = "CLOSED_POST_CLOSE"  # includes after 13:00 ET on an early-close day
+
+
+@dataclass(frozen=True)
+class MarketStatus:
+    """Whether the market is open at an instant, and why not."""
+
+    now: pd.Timestamp
+    state: MarketState
+    session: pd.Timestamp | None  # the session of that calendar day, if the day is one
+    reason: str
+
+    @property
+    def is_open(self) -> bool:
+        return self.state is MarketState.OPEN
+
+
+@dataclass(frozen=True)
+class SessionTimes:
+    session: pd.Timestamp
+    open: pd.Timestamp
+    close: pd.Timestamp
+    early_close: bool
+
+
+def to_session(value: DateLike) -> pd.Timestamp:
+    """A tz-naive, midnight session label from a date-like value; raises InputError when unparseable."""
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"not a date: {value!r}") from exc
+    if ts is pd.NaT:
+        raise InputError(f"not a date: {value!r}")
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert(NEW_YORK).tz_localize(None)
+    return ts.normalize().as_unit("ns")
+
+
+def to_utc(value: DateLike) -> pd.Timestamp:
+    """A tz-aware UTC instant; naive input is refused (see the module docstring)."""
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"not a timestamp: {value!r}") from exc
+    if ts is pd.NaT:
+        raise InputError(f"not a timestamp: {value!r}")
+    if ts.tzinfo is None:
+        raise InputError(f"timestamp {value!r} has no timezone; give one (e.g. 2026-11-20T16:30-05:00)")
+    return ts.tz_convert("UTC")
+
+
+class MarketCalendar:
+    """NYSE sessions, opening hours (early closes and special closures included) and their arithmetic."""
+
+    def __init__(self, start: DateLike = CALENDAR_START, end: DateLike = CALENDAR_END) -> None:
+        self._cal: Any = xcals.get_calendar("XNYS", start=to_session(start), end=to_session(end))
+        self._early: frozenset[pd.Timestamp] = frozenset(self._cal.early_closes)
+
+    @property
+    def first_session(self) -> pd.Timestamp:
+        return pd.Timestamp(self._cal.first_session)
+
+    @property
+    def last_session(self) -> pd.Timestamp:
+        return pd.Timestamp(self._cal.last_session)
+
+    def _clip(self, session: pd.Timestamp) -> pd.Timestamp:
+        if session < self.first_session or session > self.last_session:
+            raise InputError(
+                f"{session.date()} is outside the calendar "
+                f"({self.first_session.date()} .. {self.last_session.date()})"
+            )
+        return session
+
+    def sessions(self, start: DateLike, end: DateLike) -> pd.DatetimeIndex:
+        """NYSE sessions from start to end inclusive (empty when end < start)."""
+        lo, hi = to_session(start), to_session(end)
+        lo, hi = max(lo, self.first_session), min(hi, self.last_session)
+        if hi < lo:
+            return pd.DatetimeIndex([], dtype="datetime64[ns]")
+        return pd.DatetimeIndex(self._cal.sessions_in_range(lo, hi)).as_unit("ns")
+
+    def is_session(self, day: DateLike) -> bool:
+        return bool(self._cal.is_session(self._clip(to_session(day))))
+
+    def session_open(self, session: DateLike) -> pd.Timestamp:
+        return pd.Timestamp(self._cal.session_open(self._clip(to_session(session)))).tz_convert("UTC")
+
+    def session_close(self, session: DateLike) -> pd.Timestamp:
+        return pd.Timestamp(self._cal.session_close(self._clip(to_session(session)))).tz_convert("UTC")
+
+    def is_early_close(self, session: DateLike) -> bool:
+        return to_session(session) in self._early
+
+    def session_times(self, start: DateLike, end: DateLike) -> list[SessionTimes]:
+        out = []
+        for s in self.sessions(start, end):
+            out.append(SessionTimes(s, self.session_open(s), self.session_close(s), s in self._early))
+        return out
+
+    def status(self, now: DateLike) -> MarketStatus:
+        """Open or closed at `now`, with the reason: the gate every trading tick passes first."""
+        ts = to_utc(now)
+        day = to_session(ts)  # the New York calendar day of the instant
+        if not self.is_session(day):
+            kind = "weekend" if day.dayofweek >= 5 else "holiday or special closure"
+            return MarketStatus(
+                ts, MarketState.CLOSED_NON_SESSION, None, f"{day.date()} is not a session ({kind})"
+            )
+        opens, closes = self.session_open(day), self.session_close(day)
+        if ts < opens:
+            return MarketStatus(
+                ts,
+                MarketState.CLOSED_PRE_OPEN,
+                day,
+                f"before the open at {opens.tz_convert(NEW_YORK):%H:%M} ET",
+            )
+        if ts >= closes:
+            early = " (early close)" if self.is_early_close(day) else ""
+            return MarketStatus(
+                ts,
+                MarketState.CLOSED_POST_CLOSE,
+                day,
+                f"after the close at {closes.tz_convert(NEW_YORK):%H:%M} ET{early}",
+            )
+        return MarketStatus(ts, MarketState.OPEN, day, "regular trading hours")
+
+    def is_open(self, now: DateLike) -> bool:
+        return self.status(now).is_open
+
+    def last_completed_session(self, now: DateLike) -> pd.Timestamp:
+        """The latest session whose close is at or before `now` (its daily bar is final)."""
+        ts = to_utc(now)
+        day = to_session(ts)
+        if self.is_session(day) and self.session_close(day) <= ts:
+            return day
+        return self.previous_session(day)
+
+    def previous_session(self, day: DateLike) -> pd.Timestamp:
+        """The last session strictly before `day`."""
+        d = self._clip(to_session(day))
+        return pd.Timestamp(self._cal.date_to_session(d - pd.Timedelta(days=1), direction="previous"))
+
+    def next_session(self, day: DateLike) -> pd.Timestamp:
+        """The first session strictly after `day`."""
+        d = self._clip(to_session(day))
+        return pd.Timestamp(self._cal.date_to_session(d + pd.Timedelta(days=1), direction="next"))
+
+    def next_open(self, now: DateLike) -> pd.Timestamp:
+        """The next opening bell strictly after `now` (UTC)."""
+        return pd.Timestamp(self._cal.next_open(to_utc(now))).tz_convert("UTC")
+
+    def holidays(self, start: DateLike, end: DateLike) -> list[pd.Timestamp]:
+        """Weekdays in the range that are not sessions (holidays and special closures)."""
+        days = pd.bdate_range(to_session(start), to_session(end))
+        sessions = self.sessions(start, end)
+        return [d for d in days if d not in sessions]
+
+
+@lru_cache(maxsize=1)
+def default_calendar() -> MarketCalendar:
+    """One shared calendar per process: building it takes a few hundred milliseconds."""
+    return MarketCalendar()

@@ -1,0 +1,79 @@
+"""Typed, frozen settings. The only module that reads os.environ (through pydantic-settings).
+
+Environment variables use the prefix TRADEFLOW_ and a double underscore for nesting, e.g.
+TRADEFLOW_DATA_DIR=/srv/tradeflow/data or TRADEFLOW_ALPACA__API_KEY=... Secrets are SecretStr and
+print as '**********'.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class AlpacaSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    api_key: SecretStr | None = None
+    secret_key: SecretStr | None = None
+    paper: bool = True
+    # The free plan only has the IEX feed; SIP needs a subscription.
+    feed: str = "iex"
+
+
+class IBSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    host: str = "127.0.0.1"
+    # IB Gateway paper; TWS paper is 7497, live 7496 / 4001.
+    port: int = 4002
+    client_id: int = 17
+    timeout_s: float = 10.0
+
+
+class QualitySettings(BaseModel):
+    """Thresholds of the data-quality gate (the statistical ones live in expectations/*.json)."""
+
+    model_config = ConfigDict(frozen=True)
+    # A close-to-close ratio within this relative distance of 2, 3, 4, 10 or their inverses looks like
+    # an unadjusted split.
+    split_tolerance: float = Field(0.05, gt=0, lt=0.5)
+    # Stored and newly fetched closes on the same session may differ by at most this fraction.
+    overlap_tolerance: float = Field(0.005, gt=0, lt=1)
+    # Known real events that look like faults: expectations/known_events.json.
+    known_events_file: Path | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TRADEFLOW_", env_nested_delimiter="__", env_file=".env", frozen=True, extra="ignore"
+    )
+
+    data_dir: Path = Path("data")
+    default_source: str = "sample"
+    symbols: tuple[str, ...] = ("SPY", "^VIX")
+    # How many stored sessions an incremental update fetches again to check they did not change.
+    overlap_sessions: int = Field(5, ge=1, le=250)
+    fetch_attempts: int = Field(3, ge=1, le=10)
+    alpaca: AlpacaSettings = AlpacaSettings()
+    ib: IBSettings = IBSettings()
+    quality: QualitySettings = QualitySettings()
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.data_dir / "snapshots"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.data_dir / "reports"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.data_dir / "quarantine"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings loaded once per process; pass the object down rather than calling this deep inside."""
+    return Settings()
