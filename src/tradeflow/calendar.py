@@ -47,6 +47,14 @@ class MarketStatus:
     def is_open(self) -> bool:
         return self.state is MarketState.OPEN
 
+    @property
+    def tick_status(self) -> str:
+        """What a trading tick does at this instant: trade, or skip with SKIPPED_MARKET_CLOSED.
+
+        Outside regular hours a market order would become market-on-open, so the tick skips.
+        """
+        return "OPEN" if self.is_open else "SKIPPED_MARKET_CLOSED"
+
 
 @dataclass(frozen=True)
 class SessionTimes:
@@ -100,8 +108,7 @@ class MarketCalendar:
     def _clip(self, session: pd.Timestamp) -> pd.Timestamp:
         if session < self.first_session or session > self.last_session:
             raise InputError(
-                f"{session.date()} is outside the calendar "
-                f"({self.first_session.date()} .. {self.last_session.date()})"
+                f"{session.date()} is outside the calendar ({self.first_session.date()} .. {self.last_session.date()})"
             )
         return session
 
@@ -136,10 +143,8 @@ class MarketCalendar:
         ts = to_utc(now)
         day = to_session(ts)  # the New York calendar day of the instant
         if not self.is_session(day):
-            kind = "weekend" if day.dayofweek >= 5 else "holiday or special closure"
-            return MarketStatus(
-                ts, MarketState.CLOSED_NON_SESSION, None, f"{day.date()} is not a session ({kind})"
-            )
+            kind = "weekend" if day.day_of_week >= 5 else "holiday or special closure"
+            return MarketStatus(ts, MarketState.CLOSED_NON_SESSION, None, f"{day.date()} is not a session ({kind})")
         opens, closes = self.session_open(day), self.session_close(day)
         if ts < opens:
             return MarketStatus(
