@@ -87,7 +87,9 @@ class FileSource:
                 for candidate in (self.path / f"{stem}{suffix}", self.path / f"{stem.lower()}{suffix}"):
                     if candidate.is_file():
                         return candidate
-        raise UnknownSymbolError(f"no {self.name} file for {symbol} in {self.path} (looked for {stems[-1]}.{self.name})")
+        raise UnknownSymbolError(
+            f"no {self.name} file for {symbol} in {self.path} (looked for {stems[-1]}.{self.name})"
+        )
 
     def fetch(self, symbol: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         path = self._file_for(symbol)
