@@ -1,0 +1,177 @@
+"""The ingest pipeline: incremental fetches, overlap checks, and nothing stored on bad data."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from tradeflow.config import Settings
+from tradeflow.data import ingest as ingest_mod
+from tradeflow.data.ingest import IngestRequest, ingest, plan_ingest
+from tradeflow.data.sources.files import read_bar_file
+from tradeflow.data.store import SnapshotStore
+from tradeflow.errors import DataQualityError, DataStaleError, TransientSourceError
+
+NOW = pd.Timestamp("2026-11-21 12:00", tz="UTC")
+
+
+class RecordingSource:
+    """A real CSV behind a source that records every fetch and can inject faults or ignore ranges."""
+
+    name = "csv"
+    coverage_end = None
+
+    def __init__(self, frame: pd.DataFrame, *, ignore_range: bool = False, transient_failures: int = 0):
+        self.frame = frame
+        self.calls: list[tuple[str, pd.Timestamp, pd.Timestamp]] = []
+        self.ignore_range = ignore_range
+        self.transient_failures = transient_failures
+
+    def describe(self, symbol: str) -> str:
+        return f"recorded csv for {symbol}"
+
+    def fetch(self, symbol, start, end):
+        self.calls.append((symbol, start, end))
+        if self.transient_failures:
+            self.transient_failures -= 1
+            raise TransientSourceError("connection reset by peer")
+        rows = self.frame if self.ignore_range else self.frame[self.frame["session"].between(start, end)]
+        return rows.reset_index(drop=True)
+
+
+@pytest.fixture
+def settings(data_dir) -> Settings:
+    return Settings(data_dir=data_dir)
+
+
+@pytest.fixture(scope="module")
+def spy_2023(real_data) -> pd.DataFrame:
+    frame = read_bar_file(real_data / "SPY.csv", "SPY")
+    return frame[frame["session"] >= "2023-01-03"].reset_index(drop=True)
+
+
+@pytest.fixture
+def use_source(monkeypatch):
+    def install(source):
+        monkeypatch.setattr(ingest_mod, "make_source", lambda *a, **k: source)
+        return source
+
+    return install
+
+
+def request(end: str = "2024-01-24", start: str = "2023-01-03") -> IngestRequest:
+    return IngestRequest(source="csv", symbols=("SPY",), start=start, end=end, path="unused")
+
+
+def test_first_ingest_stores_a_snapshot_and_writes_the_report(settings, spy_2023, use_source):
+    use_source(RecordingSource(spy_2023))
+    result = ingest(request(), settings, NOW)
+    assert result.report.passed
+    info = result.snapshots["SPY"]
+    assert info.last_session == "2024-01-24"
+    assert info.rows == len(spy_2023)
+    assert result.report_path is not None
+    assert result.report_path.exists()
+    assert (settings.reports_dir / "quality" / "latest.md").exists()
+    assert "SPY" in result.summary_text()
+
+
+def test_incremental_ingest_fetches_only_missing_sessions_plus_overlap(settings, spy_2023, use_source):
+    src = use_source(RecordingSource(spy_2023))
+    first = ingest(request(end="2024-01-10"), settings, NOW)
+    src.calls.clear()
+    second = ingest(request(end="2024-01-24"), settings, NOW)
+    (_, start, end) = src.calls[0]
+    # Five stored sessions are fetched again to check them; nothing older.
+    assert start == pd.Timestamp("2024-01-04")
+    assert end == pd.Timestamp("2024-01-24")
+    assert second.new_rows["SPY"] == 9
+    assert second.snapshots["SPY"].parent == first.snapshots["SPY"].digest
+    assert second.snapshots["SPY"].rows == len(spy_2023)
+
+
+def test_an_up_to_date_symbol_is_not_fetched_again(settings, spy_2023, use_source):
+    src = use_source(RecordingSource(spy_2023))
+    first = ingest(request(), settings, NOW)
+    src.calls.clear()
+    again = ingest(request(), settings, NOW)
+    assert src.calls == []
+    assert again.snapshots["SPY"] == first.snapshots["SPY"]
+    assert plan_ingest(request(), settings, NOW).items[0].up_to_date
+
+
+def test_d5_silent_adjustment_change_fails_the_overlap_check_and_stores_nothing(settings, real_data, use_source):
+    spy = read_bar_file(real_data / "SPY.csv", "SPY")
+    spy = spy[spy["session"].between("2022-01-03", "2022-06-24")].reset_index(drop=True)
+    use_source(RecordingSource(spy))
+    before = ingest(request(start="2022-01-03", end="2022-06-10"), settings, NOW).snapshots["SPY"]
+    # The provider starts serving dividend-adjusted prices (2022 closes sit 2-3% above adj_close).
+    factor = spy["adj_close"] / spy["close"]
+    rewritten = spy.copy()
+    for col in ("open", "high", "low", "close"):
+        rewritten[col] = spy[col] * factor
+    use_source(RecordingSource(rewritten))
+    with pytest.raises(DataQualityError) as info:
+        ingest(request(start="2022-01-03", end="2022-06-24"), settings, NOW)
+    failures = [f for f in info.value.report.failures if f.symbol == "SPY" and f.check == "overlap_mismatch"]
+    assert {f.session for f in failures} == {"2022-06-06", "2022-06-07", "2022-06-08", "2022-06-09", "2022-06-10"}
+    assert SnapshotStore(settings.snapshots_dir).current("SPY") == before
+    assert info.value.quarantined is not None
+
+
+def test_d3_stale_provider_data_raises_data_stale_and_stores_nothing(settings, spy_2023, use_source):
+    use_source(RecordingSource(spy_2023))
+    with pytest.raises(DataStaleError) as info:
+        ingest(request(end=None), settings, NOW)  # last completed session: 2026-11-20
+    assert info.value.status == "DATA_STALE"
+    stale = [f for f in info.value.report.failures if f.check == "stale"]
+    assert stale
+    assert stale[0].symbol == "SPY"
+    assert SnapshotStore(settings.snapshots_dir).current("SPY") is None
+
+
+def test_d4_partial_current_day_bar_is_excluded_so_1100_equals_1700_yesterday(settings, spy_2023, use_source, data_dir):
+    partial = pd.DataFrame([{**spy_2023.iloc[-1].to_dict(), "session": pd.Timestamp("2024-01-25"), "close": 999.0}])
+    with_partial = pd.concat([spy_2023, partial], ignore_index=True)
+    use_source(RecordingSource(with_partial, ignore_range=True))
+    at_1100 = ingest(request(end=None), settings, pd.Timestamp("2024-01-25 11:00", tz="America/New_York"))
+    assert any("unfinished session" in n for n in at_1100.notes)
+    morning = SnapshotStore(settings.snapshots_dir).load("SPY")
+
+    evening_settings = Settings(data_dir=data_dir / "evening")
+    use_source(RecordingSource(spy_2023))
+    ingest(request(end=None), evening_settings, pd.Timestamp("2024-01-24 17:00", tz="America/New_York"))
+    evening = SnapshotStore(evening_settings.snapshots_dir).load("SPY")
+    pd.testing.assert_frame_equal(morning, evening)
+
+
+def test_d7_empty_provider_answer_fails_the_gate_rather_than_passing(settings, spy_2023, use_source):
+    use_source(RecordingSource(spy_2023.iloc[:0]))
+    with pytest.raises(DataQualityError) as info:
+        ingest(request(), settings, NOW)
+    checks = {f.check for f in info.value.report.failures}
+    assert any("row" in c for c in checks), checks
+    assert any(c == "stale" for c in checks), checks
+    assert SnapshotStore(settings.snapshots_dir).symbols() == []
+
+
+def test_d1_split_jump_rejects_the_ingest_and_quarantines_the_frame(settings, spy_2023, use_source):
+    broken = spy_2023.copy()
+    before = broken["session"] < "2023-06-01"
+    broken.loc[before, ["open", "high", "low", "close"]] *= 10
+    use_source(RecordingSource(broken))
+    with pytest.raises(DataQualityError) as info:
+        ingest(request(), settings, NOW)
+    assert info.value.status == "DATA_REJECTED"
+    jumps = [f for f in info.value.report.failures if f.session == "2023-06-01"]
+    assert jumps, info.value.report.failures[:5]
+    assert SnapshotStore(settings.snapshots_dir).symbols() == []
+    assert list(settings.quarantine_dir.iterdir())
+
+
+def test_transient_fetch_errors_are_retried_then_succeed(settings, spy_2023, use_source, monkeypatch):
+    monkeypatch.setattr("tradeflow.data.sources.base.time.sleep", lambda s: None)
+    src = use_source(RecordingSource(spy_2023, transient_failures=2))
+    result = ingest(request(), settings, NOW)
+    assert len(src.calls) == 3
+    assert result.report.passed
