@@ -175,3 +175,20 @@ def test_transient_fetch_errors_are_retried_then_succeed(settings, spy_2023, use
     result = ingest(request(), settings, NOW)
     assert len(src.calls) == 3
     assert result.report.passed
+
+
+def test_without_start_a_stored_symbol_continues_from_its_snapshot_not_from_1999(settings, spy_2023, use_source):
+    src = use_source(RecordingSource(spy_2023))
+    ingest(request(start="2023-06-01", end="2024-01-10"), settings, NOW)
+    src.calls.clear()
+    ingest(request(start=None, end="2024-01-24"), settings, NOW)
+    assert src.calls[0][1] == pd.Timestamp("2024-01-04")  # the 5-session overlap, nothing older
+
+
+def test_an_earlier_start_back_fills_history_before_the_snapshot(settings, spy_2023, use_source):
+    src = use_source(RecordingSource(spy_2023))
+    ingest(request(start="2023-06-01", end="2024-01-24"), settings, NOW)
+    src.calls.clear()
+    result = ingest(request(start="2023-01-03", end="2024-01-24"), settings, NOW)
+    assert src.calls[0][1] == pd.Timestamp("2023-01-03")
+    assert result.snapshots["SPY"].first_session == "2023-01-03"

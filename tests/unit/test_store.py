@@ -101,3 +101,20 @@ def test_a_corrupt_manifest_is_a_clear_error(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"version": 99, "symbols": {}}))
     with pytest.raises(StoreError, match="unsupported manifest version"):
         SnapshotStore(tmp_path).current("SPY")
+
+
+def test_a_multi_symbol_commit_switches_every_symbol_in_one_manifest_write(tmp_path, spy, real_data, monkeypatch):
+    vix = read_bar_file(real_data / "VIX.csv", "^VIX").tail(50).reset_index(drop=True)
+    store = SnapshotStore(tmp_path)
+    old = store.write_many({"SPY": spy.iloc[:-1], "^VIX": vix.iloc[:-1]}, source="csv", created_at="t1")
+    writes = []
+    real_write = __import__("tradeflow.data.store", fromlist=["atomic_write_text"]).atomic_write_text
+
+    def counting(path, text):
+        writes.append(path)
+        real_write(path, text)
+
+    monkeypatch.setattr("tradeflow.data.store.atomic_write_text", counting)
+    new = store.write_many({"SPY": spy, "^VIX": vix}, source="csv", created_at="t2")
+    assert writes == [tmp_path / "manifest.json"]
+    assert {s: i.parent for s, i in new.items()} == {s: i.digest for s, i in old.items()}

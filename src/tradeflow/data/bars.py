@@ -166,6 +166,6 @@ def frame_digest(frame: pd.DataFrame) -> str:
         elif pd.api.types.is_numeric_dtype(values):
             arr = values.to_numpy(dtype="float64")
         else:
-            arr = np.asarray("\x1f".join(values.astype("str")).encode())
+            arr = np.asarray(values.astype("str").str.cat(sep="\x1f").encode())
         h.update(np.ascontiguousarray(arr).tobytes())
     return h.hexdigest()

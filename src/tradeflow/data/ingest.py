@@ -58,8 +58,8 @@ class SymbolPlan:
 
     @property
     def up_to_date(self) -> bool:
-        """Nothing is missing since the stored snapshot: no fetch needed."""
-        return self.stored is not None and self.stored.last >= self.fetch_end
+        """Nothing is missing at either end of the stored snapshot: no fetch needed."""
+        return self.stored is not None and self.stored.last >= self.fetch_end and self.fetch_start >= self.stored.first
 
 
 @dataclass(frozen=True)
@@ -174,13 +174,15 @@ def plan_ingest(
     now_ts = to_utc(now)
     source = _source(request, settings, cal)
     as_of = _expected_last_session(request, source, cal, now_ts)
-    start = to_session(request.start) if request.start else DEFAULT_START
-    if start > as_of:
-        raise InputError(f"start {start.date()} is after the last session to ingest ({as_of.date()})")
+    requested = to_session(request.start) if request.start else None
+    if requested is not None and requested > as_of:
+        raise InputError(f"start {requested.date()} is after the last session to ingest ({as_of.date()})")
     store = _store(settings)
     items = []
     for symbol in request.symbols:
         stored = store.current(symbol)
+        # Without --start, a stored symbol continues from its snapshot; an earlier --start back-fills.
+        start = requested if requested is not None else (stored.first if stored else DEFAULT_START)
         fetch_start = start
         if stored is not None and start >= stored.first:
             # Re-fetch the last few stored sessions: the overlap the gate compares.
@@ -269,14 +271,9 @@ def check_bars(
 def commit_bars(plan: IngestPlan, gate: GateResult, settings: Settings) -> IngestResult:
     """Write one immutable snapshot per symbol when the gate passed; otherwise quarantine and raise."""
     raise_for_report(gate.report, gate.frame, settings.quarantine_dir)
-    store = _store(settings)
-    snapshots: dict[str, SnapshotInfo] = {}
     frame = sort_bars(gate.frame)
-    created = plan.now.isoformat()
-    for symbol, rows in frame.groupby("symbol", sort=False):
-        snapshots[str(symbol)] = store.write(
-            str(symbol), rows.reset_index(drop=True), source=plan.request.source, created_at=created
-        )
+    per_symbol = {str(sym): rows.reset_index(drop=True) for sym, rows in frame.groupby("symbol", sort=False)}
+    snapshots = _store(settings).write_many(per_symbol, source=plan.request.source, created_at=plan.now.isoformat())
     return IngestResult(plan, gate.report, snapshots, gate.new_rows, gate.notes, gate.report_path)
 
 

@@ -18,7 +18,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -157,34 +157,52 @@ class SnapshotStore:
 
     def write(self, symbol: str, frame: pd.DataFrame, *, source: str, created_at: str) -> SnapshotInfo:
         """Store `frame` (one symbol, gate-approved) as the current snapshot; idempotent per content."""
-        if frame.empty:
-            raise StoreError(f"refusing to store an empty snapshot for {symbol}")
-        if set(frame["symbol"].unique()) != {symbol}:
-            raise StoreError(f"snapshot for {symbol} holds other symbols: {sorted(frame['symbol'].unique())}")
-        frame = sort_bars(frame[list(BAR_COLUMNS)])
-        digest = frame_digest(frame)
-        rel = f"{symbol_dir_name(symbol)}/{digest[:16]}.parquet"
+        return self.write_many({symbol: frame}, source=source, created_at=created_at)[symbol]
+
+    def write_many(
+        self, frames: Mapping[str, pd.DataFrame], *, source: str, created_at: str
+    ) -> dict[str, SnapshotInfo]:
+        """Store one snapshot per symbol and switch all of them in ONE manifest replace.
+
+        Snapshot files are written first; the manifest swap is the commit point, so a crash leaves
+        every symbol on its old snapshot or every symbol on its new one, never a mix.
+        """
+        prepared: dict[str, tuple[pd.DataFrame, str, str]] = {}
+        for symbol, frame in frames.items():
+            if frame.empty:
+                raise StoreError(f"refusing to store an empty snapshot for {symbol}")
+            if set(frame["symbol"].unique()) != {symbol}:
+                raise StoreError(f"snapshot for {symbol} holds other symbols: {sorted(frame['symbol'].unique())}")
+            rows = sort_bars(frame[list(BAR_COLUMNS)])
+            digest = frame_digest(rows)
+            prepared[symbol] = (rows, digest, f"{symbol_dir_name(symbol)}/{digest[:16]}.parquet")
+        out: dict[str, SnapshotInfo] = {}
         with self._locked():
             manifest = self._read_manifest()
-            entry = manifest["symbols"].setdefault(symbol, {"current": None, "snapshots": []})
-            known = {s["digest"]: s for s in entry["snapshots"]}
-            if digest in known:
-                info = SnapshotInfo(**known[digest])
-            else:
-                atomic_write_parquet(self.root / rel, frame)
-                info = SnapshotInfo(
-                    symbol=symbol,
-                    digest=digest,
-                    file=rel,
-                    rows=len(frame),
-                    first_session=str(frame["session"].iloc[0].date()),
-                    last_session=str(frame["session"].iloc[-1].date()),
-                    source=source,
-                    created_at=created_at,
-                    parent=entry["current"],
-                )
-                entry["snapshots"].append(asdict(info))
-            if entry["current"] != digest:
-                entry["current"] = digest
+            changed = False
+            for symbol, (rows, digest, rel) in prepared.items():
+                entry = manifest["symbols"].setdefault(symbol, {"current": None, "snapshots": []})
+                known = {s["digest"]: s for s in entry["snapshots"]}
+                if digest in known:
+                    info = SnapshotInfo(**known[digest])
+                else:
+                    atomic_write_parquet(self.root / rel, rows)
+                    info = SnapshotInfo(
+                        symbol=symbol,
+                        digest=digest,
+                        file=rel,
+                        rows=len(rows),
+                        first_session=str(rows["session"].iloc[0].date()),
+                        last_session=str(rows["session"].iloc[-1].date()),
+                        source=source,
+                        created_at=created_at,
+                        parent=entry["current"],
+                    )
+                    entry["snapshots"].append(asdict(info))
+                if entry["current"] != digest:
+                    entry["current"] = digest
+                    changed = True
+                out[symbol] = info
+            if changed:
                 atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
-            return info
+        return out
