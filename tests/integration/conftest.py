@@ -8,13 +8,10 @@ real `prefect server start` subprocess with its own PREFECT_HOME.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tradeflow.config import get_settings
+from deployments.serve import api_healthy, stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # flows/, tasks/ and deployments/ are not installed packages: pytest's `pythonpath = ["."]`
@@ -41,40 +38,10 @@ def prefect_harness() -> Iterator[None]:
         yield
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """TRADEFLOW_DATA_DIR in tmp_path, with the cached settings reloaded around the test."""
-    path = tmp_path / "data"
-    monkeypatch.setenv("TRADEFLOW_DATA_DIR", str(path))
-    get_settings.cache_clear()
-    yield path
-    get_settings.cache_clear()
-
-
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def api_healthy(api_url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as resp:
-            return bool(resp.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
-    """SIGINT (Prefect's clean shutdown; a single SIGTERM does not stop a worker), then kill."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=grace_s)
 
 
 Spawn = Callable[..., "subprocess.Popen[bytes]"]
