@@ -14,6 +14,10 @@ REAL_DATA = (ROOT / ".." / "shared" / "data" / "real").resolve()
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# Once a test has imported prefect, the `tradeflow` logger carries Prefect's API handler (the
+# Makefile exports PREFECT_LOGGING_EXTRA_LOGGERS); library calls made outside a flow run, as unit
+# tests make, must not warn about it.
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 
 
 @pytest.fixture(scope="session")
