@@ -56,9 +56,9 @@ class MarketArrays:
             self.volume[start:stop],
         )
 
-    def index_of(self, session: object) -> int:
+    def index_of(self, session: str | pd.Timestamp) -> int:
         """Position of a session label; raises InputError when absent."""
-        ts = np.datetime64(pd.Timestamp(session).normalize().to_datetime64(), "ns")
+        ts = pd.Timestamp(session).normalize().as_unit("ns").to_datetime64()
         i = int(np.searchsorted(self.sessions, ts))
         if i >= len(self.sessions) or self.sessions[i] != ts:
             raise InputError(f"session {pd.Timestamp(session).date()} is not in the data")
