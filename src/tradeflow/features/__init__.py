@@ -1,0 +1,26 @@
+"""Causal features: build_features(bars, vix, spec) is the same call in research and in a live tick."""
+
+from tradeflow.features.build import (
+    Features,
+    FeaturesStaleError,
+    build_features,
+    features_for_live,
+    write_features,
+)
+from tradeflow.features.schema import FeatureError, FeatureSchemaError, feature_schema, validate_features
+from tradeflow.features.spec import DEFAULT_SPEC, FEATURE_VERSION, FeatureSpec
+
+__all__ = [
+    "DEFAULT_SPEC",
+    "FEATURE_VERSION",
+    "FeatureError",
+    "FeatureSchemaError",
+    "FeatureSpec",
+    "Features",
+    "FeaturesStaleError",
+    "build_features",
+    "feature_schema",
+    "features_for_live",
+    "validate_features",
+    "write_features",
+]
