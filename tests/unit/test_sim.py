@@ -107,3 +107,8 @@ def test_market_arrays_scale_prices_by_adj_close_to_include_dividends(real_data)
     raw = MarketArrays.from_bars(bars, adjust_dividends=False)
     np.testing.assert_allclose(raw.close, bars["close"].to_numpy())
     assert m.index_of("2024-01-24") == len(m) - 1
+
+
+def test_commission_cap_none_disables_it_and_zero_means_free():
+    assert CostModel(commission_max_pct=None).commission(100, 0.5) == 1.0
+    assert CostModel(commission_max_pct=0.0).commission(100, 0.5) == 0.0

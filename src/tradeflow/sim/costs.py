@@ -18,7 +18,8 @@ class CostModel(BaseModel):
 
     commission_per_share: float = Field(0.005, ge=0)
     commission_min: float = Field(1.0, ge=0)  # per order with any shares
-    commission_max_pct: float = Field(0.01, ge=0)  # cap as a fraction of the trade value
+    # Cap as a fraction of the trade value (IBKR: 1%); None means no cap, 0 means commission-free.
+    commission_max_pct: float | None = Field(0.01, ge=0)
     half_spread_bps: float = Field(0.5, ge=0)
     slippage_bps: float = Field(1.0, ge=0)
     # Extra slippage of impact_bps * sqrt(shares / day's volume); 0 disables (indexes have no volume).
@@ -38,8 +39,9 @@ class CostModel(BaseModel):
         if shares == 0:
             return 0.0
         raw = max(self.commission_min, self.commission_per_share * abs(shares))
-        cap = self.commission_max_pct * abs(shares) * price
-        return min(raw, cap) if cap > 0 else raw
+        if self.commission_max_pct is None:
+            return raw
+        return min(raw, self.commission_max_pct * abs(shares) * price)
 
     def sell_fees(self, shares: float, price: float) -> float:
         """Regulatory fees on a sale of `shares` (> 0) at `price`."""

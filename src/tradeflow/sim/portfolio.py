@@ -58,6 +58,8 @@ def rebalance(
         fees = 0.0
         cash -= delta * fill_price + commission
     else:
+        # Sales are not limited by cash: fees on a tiny sale can exceed its proceeds, as at a real
+        # broker. The default 1% commission cap keeps that from happening in practice.
         fill_price = price * (1.0 - impact)
         sold = -delta
         commission = cost.commission(sold, fill_price)
@@ -77,8 +79,10 @@ class SimResult:
 
     @property
     def returns(self) -> np.ndarray:
-        """Simple close-to-close returns of the portfolio (len n - 1)."""
-        return np.diff(self.equity) / self.equity[:-1]
+        """Simple close-to-close returns of the portfolio (len n - 1); 0 after equity reaches 0."""
+        prev = self.equity[:-1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(prev != 0, np.diff(self.equity) / prev, 0.0)
 
     @property
     def exposure(self) -> np.ndarray:
