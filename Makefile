@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 run: $(STAMP) .prefect/.migrated
-	$(PY) -m flows.ingest
+	$(PY) -m flows.train_spy
 
 test: $(STAMP) .prefect/.migrated
 	$(PY) -m pytest -q

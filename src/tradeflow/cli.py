@@ -176,6 +176,252 @@ def calendar(
         typer.echo("closed weekdays: " + ", ".join(str(d.date()) for d in closed))
 
 
+def _ingest_for(data: Any, settings: Settings, now: pd.Timestamp, with_vix: bool) -> None:
+    """Fetch and gate the bars a research command needs (incremental; nothing unvetted is used)."""
+    from tradeflow.data.ingest import IngestRequest
+    from tradeflow.data.ingest import ingest as run_ingest
+
+    symbols = (data.symbol, data.vix_symbol) if with_vix and data.vix_symbol else (data.symbol,)
+    request = IngestRequest(source=data.source, symbols=symbols, end=data.end, path=data.path)
+    run_ingest(request, settings, now)
+
+
+def _research_config(
+    source: str, symbol: str, vix: str | None, path: str | None, end: str | None, config: str | None = None
+) -> Any:
+    from tradeflow.research.config import TrainSpyConfig
+
+    base = TrainSpyConfig.load(config) if config else TrainSpyConfig()
+    raw = base.model_dump(mode="json")
+    raw["data"] = {"source": source, "symbol": symbol, "vix_symbol": vix, "path": path, "start": None, "end": end}
+    if vix is None:
+        raw["features"] = {**raw["features"], "include_vix": False}
+    return TrainSpyConfig.from_dict(raw, origin="command line")
+
+
+@app.command()
+def features(
+    out: Annotated[str, typer.Option(help="Parquet file to write.")],
+    source: Annotated[str, typer.Option(help="sample|csv|parquet|yfinance|alpaca|ib")] = "sample",
+    symbols: Annotated[str, typer.Option(help="The traded symbol, e.g. SPY.")] = "SPY",
+    vix: Annotated[str, typer.Option(help="Volatility index for the VIX features ('' to leave them out).")] = "^VIX",
+    path: Annotated[str | None, typer.Option(help="File or directory for csv/parquet sources.")] = None,
+    start: Annotated[str | None, typer.Option(help="First session to write (history before it warms up).")] = None,
+    end: Annotated[str | None, typer.Option(help="Last session.")] = None,
+    now: Annotated[str | None, typer.Option(help="Pretend it is this instant (ISO with timezone).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ingest through the quality gate, build the causal features, write them to Parquet."""
+    from tradeflow.data.bars import parse_symbols
+    from tradeflow.features import write_features
+    from tradeflow.research.walkforward import load_dataset
+
+    syms = parse_symbols(symbols)
+    if len(syms) != 1:
+        raise TradeflowError("features are built for one traded symbol at a time (the VIX comes from --vix)")
+    settings = _settings()
+    config = _research_config(source, syms[0], vix or None, path, end)
+    try:
+        _ingest_for(config.data, settings, _now(now), with_vix=bool(vix))
+    except DataQualityError as exc:
+        _gate_failed(exc, as_json)
+    feats = load_dataset(config, settings).features
+    if start:
+        first = int((feats.sessions < to_session(start).to_datetime64()).sum())
+        feats = feats.slice(first, len(feats))
+    written = write_features(feats, out)
+    info: dict[str, Any] = {
+        "path": str(written),
+        "rows": len(feats),
+        "first_session": str(pd.Timestamp(feats.sessions[0]).date()) if len(feats) else None,
+        "last_session": str(pd.Timestamp(feats.sessions[-1]).date()) if len(feats) else None,
+        "features": list(feats.spec.names),
+        "spec_version": feats.spec.version,
+        "spec_digest": feats.spec.digest,
+    }
+    if as_json:
+        _emit(info)
+    else:
+        typer.echo(
+            f"wrote {info['rows']} rows x {len(info['features'])} features "
+            f"({info['first_session']} .. {info['last_session']}, spec {info['spec_version']}) to {written}"
+        )
+
+
+@app.command()
+def backtest(
+    strategy: Annotated[str, typer.Option(help="buy_and_hold|sma|rsi|macd|mean_reversion|champion")],
+    source: Annotated[str, typer.Option(help="sample|csv|parquet|yfinance|alpaca|ib")] = "sample",
+    symbols: Annotated[str, typer.Option(help="The traded symbol, e.g. SPY.")] = "SPY",
+    vix: Annotated[str, typer.Option(help="Volatility index for the VIX features ('' to leave them out).")] = "^VIX",
+    path: Annotated[str | None, typer.Option(help="File or directory for csv/parquet sources.")] = None,
+    start: Annotated[str | None, typer.Option(help="First session of the backtest.")] = None,
+    end: Annotated[str | None, typer.Option(help="Last session of the backtest.")] = None,
+    now: Annotated[str | None, typer.Option(help="Pretend it is this instant (ISO with timezone).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Backtest a strategy net of costs (dividends included); --json prints the metrics."""
+    from tradeflow.backtest.engine import backtest as run_backtest
+    from tradeflow.backtest.metrics import to_jsonable
+    from tradeflow.data.bars import parse_symbols
+    from tradeflow.research.walkforward import load_dataset
+    from tradeflow.strategies import make_strategy, strategy_names
+
+    names = (*strategy_names(), "champion")
+    if strategy not in names:
+        raise TradeflowError(f"unknown strategy {strategy!r}; expected one of {', '.join(names)}")
+    syms = parse_symbols(symbols)
+    if len(syms) != 1:
+        raise TradeflowError("backtest one traded symbol at a time")
+    settings = _settings()
+    config = _research_config(source, syms[0], vix or None, path, end)
+    try:
+        _ingest_for(config.data, settings, _now(now), with_vix=bool(vix))
+    except DataQualityError as exc:
+        _gate_failed(exc, as_json)
+    feats = load_dataset(config, settings).features
+    if strategy == "champion":
+        from tradeflow.registry import ModelRegistry
+        from tradeflow.rl.artifact import load_artifact
+        from tradeflow.rl.policy import RLPolicyStrategy
+
+        champ = ModelRegistry.for_data_dir(settings.data_dir).champion()
+        if champ is None:
+            raise TradeflowError("there is no champion model yet: run `tradeflow train` (or promote one)")
+        strat: Any = RLPolicyStrategy(load_artifact(champ.path), cost=config.cost)
+    else:
+        strat = make_strategy(strategy)
+    result = run_backtest(strat, feats, config.cost, config.capital, start, end)
+    metrics = to_jsonable(result.metrics)
+    if as_json:
+        _emit(metrics)
+        return
+    first, last = result.equity.index[0].date(), result.equity.index[-1].date()
+    typer.echo(f"{strategy} on {syms[0]} {first} .. {last}, net of costs, dividends included:")
+    for key, value in metrics.items():
+        typer.echo(f"  {key:<14} {value}")
+
+
+@app.command()
+def train(
+    config: Annotated[str | None, typer.Option(help="A TrainSpyConfig YAML/JSON file.")] = None,
+    replay: Annotated[str | None, typer.Option(help="Re-run the config of an earlier run's manifest.json.")] = None,
+    now: Annotated[str | None, typer.Option(help="Pretend it is this instant (ISO with timezone).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """train-spy by hand: ingest, walk-forward PPO against the baselines, register, promotion gate."""
+    from tradeflow.research.config import TrainSpyConfig
+    from tradeflow.research.pipeline import replay_config, run_train_spy
+
+    if config and replay:
+        raise TradeflowError("give --config or --replay, not both")
+    cfg = replay_config(replay) if replay else (TrainSpyConfig.load(config) if config else TrainSpyConfig())
+    settings = _settings()
+    instant = _now(now)
+    try:
+        _ingest_for(cfg.data, settings, instant, with_vix=cfg.feature_spec.include_vix)
+    except DataQualityError as exc:
+        _gate_failed(exc, as_json)
+    result = run_train_spy(cfg, settings, instant)
+    if as_json:
+        _emit(result.to_dict())
+    else:
+        typer.echo(result.summary_text())
+
+
+models_app = typer.Typer(no_args_is_help=True, help="The model registry: versions, champion, promotions.")
+app.add_typer(models_app, name="models")
+
+
+def _registry() -> Any:
+    from tradeflow.registry import ModelRegistry
+
+    return ModelRegistry.for_data_dir(_settings().data_dir)
+
+
+def _version_row(mv: Any, champion: str | None) -> dict[str, Any]:
+    sharpe = mv.metrics.get("sharpe")
+    return {
+        "version": mv.version,
+        "created_at": mv.created_at,
+        "champion": mv.version == champion,
+        "sharpe": sharpe,
+        "data_hash": str(mv.lineage.get("data_hash", ""))[:12],
+        "seed": mv.lineage.get("seed"),
+        "path": str(mv.path),
+    }
+
+
+@models_app.command("list")
+def models_list(as_json: JsonOpt = False) -> None:
+    """Every registered model version, the champion marked."""
+    reg = _registry()
+    champ = reg.champion()
+    rows = [_version_row(mv, champ.version if champ else None) for mv in reg.list_versions()]
+    if as_json:
+        _emit({"champion": champ.version if champ else None, "versions": rows})
+        return
+    if not rows:
+        typer.echo("no models registered yet (run `tradeflow train`)")
+        return
+    for r in rows:
+        mark = "*" if r["champion"] else " "
+        sharpe = f"{r['sharpe']:.2f}" if isinstance(r["sharpe"], float) else "-"
+        typer.echo(
+            f"{mark} {r['version']}  {r['created_at']}  sharpe {sharpe}  data {r['data_hash']}  seed {r['seed']}"
+        )
+
+
+@models_app.command("show")
+def models_show(
+    version: Annotated[str, typer.Argument(help="Version id, its prefix (v0007), or 'champion'.")] = "champion",
+    as_json: JsonOpt = False,
+) -> None:
+    """One version's metrics, lineage and files, and the decisions that concerned it."""
+    reg = _registry()
+    if version == "champion":
+        mv = reg.champion()
+        if mv is None:
+            raise TradeflowError("there is no champion yet")
+    else:
+        mv = reg.get(version)
+    decisions = [d.to_dict() for d in reg.decisions() if mv.version in (d.challenger, d.champion)]
+    payload = mv.to_dict() | {"path": str(mv.path), "decisions": decisions}
+    if as_json:
+        _emit(payload)
+        return
+    typer.echo(json.dumps(payload, indent=2, default=str))
+
+
+@models_app.command("promote")
+def models_promote(
+    version: Annotated[str, typer.Argument(help="Version id or prefix to make champion.")],
+    reason: Annotated[str, typer.Option(help="Why (recorded in the champion history).")],
+    now: Annotated[str | None, typer.Option(help="Decision time (ISO with timezone).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make a version the champion by hand (audited: the reason and time are recorded)."""
+    mv = _registry().set_champion(version, reason=f"manual: {reason}", decided_at=_now(now).isoformat())
+    if as_json:
+        _emit({"champion": mv.version})
+    else:
+        typer.echo(f"champion is now {mv.version}")
+
+
+@models_app.command("rollback")
+def models_rollback(
+    reason: Annotated[str, typer.Option(help="Why (recorded in the champion history).")],
+    now: Annotated[str | None, typer.Option(help="Decision time (ISO with timezone).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Return to the previous champion."""
+    mv = _registry().rollback(reason=f"manual: {reason}", decided_at=_now(now).isoformat())
+    if as_json:
+        _emit({"champion": mv.version if mv else None})
+    else:
+        typer.echo(f"champion is now {mv.version}" if mv else "no champion remains")
+
+
 @app.command()
 def version() -> None:
     """Print the tradeflow version."""
@@ -195,13 +441,13 @@ def main(argv: list[str] | None = None) -> int:
     except TradeflowError as exc:
         typer.echo(f"error: {exc}", err=True)
         return EXIT_INPUT
-    except Exception as exc:  # click usage errors and the unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+    except Exception as exc:  # usage errors and the unexpected
+        # typer 0.29 vendors click; its usage errors have show() and an exit_code.
+        exit_code = getattr(exc, "exit_code", None)
+        if hasattr(exc, "show") and isinstance(exit_code, int):
             exc.show()
-            return int(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+            return exit_code
+        if type(exc).__name__ == "Abort":
             typer.echo("aborted", err=True)
             return EXIT_INTERNAL
         typer.echo(f"internal error: {type(exc).__name__}: {exc}", err=True)

@@ -1,4 +1,5 @@
-"""The ingest/daily schedule in prefect.yaml: generated from the NYSE calendar, honoured by Prefect."""
+"""The after-close schedules in prefect.yaml (ingest/daily, train-spy/nightly): generated from the NYSE
+calendar, honoured by Prefect."""
 
 from __future__ import annotations
 
@@ -22,19 +23,19 @@ PREFECT_YAML = REPO_ROOT / "prefect.yaml"
 NY = ZoneInfo(NEW_YORK)
 
 
-def _daily() -> dict[str, Any]:
+def _daily(name: str = "daily") -> dict[str, Any]:
     project = yaml.safe_load(PREFECT_YAML.read_text())
-    [deployment] = [d for d in project["deployments"] if d["name"] == "daily"]
+    [deployment] = [d for d in project["deployments"] if d["name"] == name]
     return deployment
 
 
-def _daily_schedule() -> dict[str, Any]:
-    [schedule] = _daily()["schedules"]
+def _daily_schedule(name: str = "daily") -> dict[str, Any]:
+    [schedule] = _daily(name)["schedules"]
     return schedule
 
 
-def _runs_from(start: dt.datetime, n: int) -> list[dt.datetime]:
-    s = _daily_schedule()
+def _runs_from(start: dt.datetime, n: int, name: str = "daily") -> list[dt.datetime]:
+    s = _daily_schedule(name)
     # The server's schema is what the scheduler service uses to create runs.
     sched = RRuleSchedule(rrule=s["rrule"], timezone=s["timezone"])
     return [d.astimezone(NY) for d in asyncio.run(sched.get_dates(n=n, start=start))]
@@ -56,8 +57,9 @@ def test_daily_deployment_is_ingest_flow_with_sample_parameters_and_single_concu
     assert _daily_schedule()["timezone"] == NEW_YORK  # omitted, Prefect would read the rule as UTC
 
 
-def test_daily_runs_skip_thanksgiving_and_christmas_but_run_after_the_early_close() -> None:
-    days = [d.date() for d in _runs_from(dt.datetime(2026, 11, 21, tzinfo=NY), 25)]
+@pytest.mark.parametrize("name", ["daily", "nightly"])
+def test_daily_runs_skip_thanksgiving_and_christmas_but_run_after_the_early_close(name: str) -> None:
+    days = [d.date() for d in _runs_from(dt.datetime(2026, 11, 21, tzinfo=NY), 25, name)]
     assert dt.date(2026, 11, 26) not in days
     assert dt.date(2026, 12, 25) not in days
     assert dt.date(2026, 11, 27) in days  # half day, 13:00 close: the bar is final by 17:15
@@ -80,16 +82,17 @@ def test_every_exdate_is_local_wall_clock_at_the_rule_time() -> None:
     assert len(rrule) <= nyse_schedule.MAX_RRULE_LENGTH
 
 
-def test_committed_rrule_is_what_the_generator_makes_from_the_marker_arguments() -> None:
+@pytest.mark.parametrize("name", ["daily", "nightly"])
+def test_committed_rrule_is_what_the_generator_makes_from_the_marker_arguments(name: str) -> None:
     text = PREFECT_YAML.read_text()
-    spec = nyse_schedule.find_spec(text, "daily")
+    spec = nyse_schedule.find_spec(text, name)
     assert nyse_schedule.rewrite_block(text, spec) == text, (
         "prefect.yaml's schedule differs from the generated one; regenerate it with "
         f"python deployments/nyse_schedule.py --time {spec.time} --start {spec.start} --end {spec.end} "
-        "--write prefect.yaml --deployment daily"
+        f"--write prefect.yaml --deployment {name}"
     )
     expected = nyse_schedule.nyse_session_rrule(spec.time, spec.start, spec.end)
-    assert _daily_schedule()["rrule"] == expected
+    assert _daily_schedule(name)["rrule"] == expected
 
 
 def test_write_rewrites_only_the_marked_block_and_keeps_comments(
@@ -134,7 +137,9 @@ def test_serve_builds_the_daily_deployment_with_the_yaml_schedule(monkeypatch: p
     from deployments import serve
 
     monkeypatch.chdir(REPO_ROOT)
-    [deployment] = serve.build_deployments(serve.load_project(PREFECT_YAML))
+    deployments = serve.build_deployments(serve.load_project(PREFECT_YAML))
+    assert sorted((d.flow_name, d.name) for d in deployments) == [("ingest", "daily"), ("train-spy", "nightly")]
+    [deployment] = [d for d in deployments if d.name == "daily"]
     yaml_schedule = _daily_schedule()
     assert (deployment.flow_name, deployment.name) == ("ingest", "daily")
     assert deployment.entrypoint == "flows/ingest.py:ingest"
@@ -142,3 +147,13 @@ def test_serve_builds_the_daily_deployment_with_the_yaml_schedule(monkeypatch: p
     [schedule] = deployment.schedules
     assert schedule.schedule.rrule == yaml_schedule["rrule"]
     assert schedule.schedule.timezone == NEW_YORK
+
+
+def test_nightly_deployment_is_the_train_spy_flow_with_its_config_file() -> None:
+    from tradeflow.research.config import TrainSpyConfig
+
+    d = _daily("nightly")
+    assert d["entrypoint"] == "flows/train_spy.py:train_spy"
+    assert d["concurrency_limit"] == 1
+    config = TrainSpyConfig.load(REPO_ROOT / d["parameters"]["config_path"])
+    assert config.ppo.total_timesteps >= 100_000  # the nightly run trains longer than `make run`

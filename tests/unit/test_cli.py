@@ -120,3 +120,10 @@ def test_installed_entry_point_runs_without_traceback(tmp_path):
     assert proc.returncode == EXIT_INPUT
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().startswith("error:")
+
+
+def test_usage_errors_show_usage_and_exit_2_without_traceback(capsys):
+    code, _, err = run(capsys, "backtest", "--strategy", "sma", "--no-such-option")
+    assert code == EXIT_INPUT
+    assert "No such option" in err
+    assert "internal error" not in err

@@ -1,0 +1,1 @@
+"""The research pipeline `train-spy`: ingest -> gate -> features -> walk-forward -> promotion."""

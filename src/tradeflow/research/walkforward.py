@@ -1,0 +1,208 @@
+"""Walk-forward steps of train-spy, each a pure-ish function a Prefect task can wrap.
+
+Every figure is out of sample and net of costs: a fold's PPO model trains on the fold's train rows
+only (the embargo keeps the feature window of test rows out of training), then trades the test
+rows starting flat, beside every baseline on the same rows with the same cost model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tradeflow.backtest.engine import BacktestResult, evaluate_targets
+from tradeflow.backtest.folds import Fold, make_folds
+from tradeflow.config import Settings
+from tradeflow.data.store import SnapshotStore
+from tradeflow.errors import InputError
+from tradeflow.features import Features, build_features
+from tradeflow.research.config import TrainSpyConfig
+from tradeflow.rl.artifact import LoadedModel, load_artifact, read_git_sha, save_artifact
+from tradeflow.rl.policy import RLPolicyStrategy
+from tradeflow.rl.train import train_ppo
+from tradeflow.strategies import make_strategy
+
+log = logging.getLogger("tradeflow.research")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    features: Features
+    data_hash: str  # identifies the exact stored bars (snapshot digests) and the date range used
+    snapshots: dict[str, str]  # symbol -> snapshot digest
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One out-of-sample run: a strategy on one fold (one seed for PPO)."""
+
+    strategy: str
+    fold: int
+    seed: int | None
+    metrics: dict[str, float]
+    equity: pd.Series
+    returns: np.ndarray
+    artifact: str | None = None  # the fold model, for PPO
+
+
+def find_repo_root(start: Path | None = None) -> Path | None:
+    """The nearest ancestor holding .git (for the git SHA in manifests); None outside a checkout."""
+    here = (start or Path.cwd()).resolve()
+    for p in (here, *here.parents):
+        if (p / ".git").exists():
+            return p
+    return None
+
+
+def git_sha() -> str | None:
+    root = find_repo_root()
+    return read_git_sha(root) if root else None
+
+
+def load_dataset(config: TrainSpyConfig, settings: Settings) -> Dataset:
+    """Features from the CURRENT gated snapshots (run ingest first); nothing unvetted gets in."""
+    store = SnapshotStore(settings.snapshots_dir)
+    spec = config.feature_spec
+    symbols = [config.data.symbol] + ([config.data.vix_symbol] if spec.include_vix and config.data.vix_symbol else [])
+    frames: dict[str, pd.DataFrame] = {}
+    digests: dict[str, str] = {}
+    for sym in symbols:
+        info = store.current(sym)
+        if info is None:
+            raise InputError(f"no stored snapshot for {sym}: run `tradeflow ingest --symbols {sym}` first")
+        frames[sym], digests[sym] = store.read(info), info.digest
+    bars = frames[config.data.symbol]
+    if config.data.start:
+        bars = bars[bars["session"] >= pd.Timestamp(config.data.start)]
+    if config.data.end:
+        bars = bars[bars["session"] <= pd.Timestamp(config.data.end)]
+    vix = frames.get(config.data.vix_symbol) if config.data.vix_symbol else None
+    features = build_features(bars.reset_index(drop=True), vix, spec)
+    key = "|".join(f"{s}={d}" for s, d in sorted(digests.items()))
+    key += f"|{config.data.start}|{config.data.end}|{spec.digest}"
+    return Dataset(features, hashlib.sha256(key.encode()).hexdigest(), digests)
+
+
+def plan_folds(dataset: Dataset, config: TrainSpyConfig) -> list[Fold]:
+    f = config.folds
+    return make_folds(
+        dataset.features.sessions,
+        scheme=f.scheme,
+        train_size=f.train_size,
+        test_size=f.test_size,
+        embargo=f.embargo,
+        max_folds=f.max_folds,
+    )
+
+
+def _evaluation(result: BacktestResult, fold: int, seed: int | None, artifact: str | None = None) -> Evaluation:
+    metrics = {k: float(v) for k, v in result.metrics.items()}
+    return Evaluation(result.strategy, fold, seed, metrics, result.equity, result.returns.to_numpy(), artifact)
+
+
+def evaluate_baseline(name: str, dataset: Dataset, fold: Fold, config: TrainSpyConfig) -> Evaluation:
+    """A rule on the fold's test rows; its indicators are warm from the rows before (all causal)."""
+    features = dataset.features
+    targets = make_strategy(name).targets(features)
+    result = evaluate_targets(
+        targets, features.market(), config.cost, config.capital, fold.test_start, fold.test_end, name=name
+    )
+    return _evaluation(result, fold.index, None)
+
+
+def evaluate_policy(
+    model: LoadedModel, dataset: Dataset, fold: Fold, config: TrainSpyConfig, seed: int | None
+) -> Evaluation:
+    """The PPO policy trading the test rows from a flat book (its first decision is at the first close)."""
+    window = model.env_config.window
+    lo = fold.test_start_row - (window - 1)
+    if lo < 0:
+        raise InputError(f"fold {fold.index}: the test window starts before a full {window}-row feature window")
+    sub = dataset.features.slice(lo, fold.test_stop_row)
+    strategy = RLPolicyStrategy(model, cost=config.cost)
+    result = evaluate_targets(
+        strategy.targets(sub), sub.market(), config.cost, config.capital, fold.test_start, fold.test_end, name="ppo"
+    )
+    return _evaluation(result, fold.index, seed)
+
+
+def train_model(
+    dataset: Dataset, rows: tuple[int, int], config: TrainSpyConfig, seed: int, out: Path, sha: str | None
+) -> LoadedModel:
+    """Train PPO on `rows` [start, stop) and save the artifact at `out`; returns it reloaded."""
+    features = dataset.features
+    spec = features.spec
+    trained = train_ppo(features.market(), features.matrix(), rows, config.ppo, config.cost, seed)
+    save_artifact(
+        out,
+        trained,
+        data_hash=dataset.data_hash,
+        feature_names=spec.names,
+        feature_version=spec.version,
+        feature_hash=spec.digest,
+        git_sha=sha,
+        extra={"config_digest": config.digest()},
+    )
+    # Evaluate exactly what was saved: the reloaded artifact, not the in-memory model.
+    return load_artifact(out)
+
+
+def run_fold_seed(
+    dataset: Dataset, fold: Fold, config: TrainSpyConfig, seed: int, run_dir: Path, sha: str | None = None
+) -> Evaluation:
+    """Train on the fold's train rows with `seed`, evaluate out of sample on its test rows."""
+    out = run_dir / "models" / f"fold{fold.index}-seed{seed}"
+    log.info(
+        "fold %d seed %d: training %d timesteps on %s..%s",
+        fold.index,
+        seed,
+        config.ppo.total_timesteps,
+        fold.train_start.date(),
+        fold.train_end.date(),
+    )
+    model = train_model(dataset, (fold.train_start_row, fold.train_stop_row), config, seed, out, sha)
+    ev = evaluate_policy(model, dataset, fold, config, seed)
+    log.info(
+        "fold %d seed %d: out-of-sample Sharpe %.2f, return %.1f%%",
+        fold.index,
+        seed,
+        ev.metrics["sharpe"],
+        100 * ev.metrics["total_return"],
+    )
+    return Evaluation(ev.strategy, ev.fold, ev.seed, ev.metrics, ev.equity, ev.returns, str(out))
+
+
+def final_training_rows(dataset: Dataset, config: TrainSpyConfig) -> tuple[int, int]:
+    """The deployable model trains with the same scheme on the newest data: all rows (expanding) or
+    the last train_size rows (rolling)."""
+    n = len(dataset.features)
+    start = 0 if config.folds.scheme == "expanding" else max(0, n - config.folds.train_size)
+    return start, n
+
+
+def champion_folds(champion_train_end: str | None, folds: list[Fold]) -> list[Fold]:
+    """Folds whose test window lies wholly after the champion's training data: only there is the
+    champion itself out of sample."""
+    if not champion_train_end:
+        return []
+    end = pd.Timestamp(champion_train_end)
+    return [f for f in folds if f.test_start > end]
+
+
+def summarise(evaluations: list[Evaluation]) -> dict[str, Any]:
+    """Mean out-of-sample metrics per strategy (over folds, then seeds), for manifests and the registry."""
+    out: dict[str, Any] = {}
+    for name in sorted({e.strategy for e in evaluations}):
+        runs = [e for e in evaluations if e.strategy == name]
+        out[name] = {}
+        for k in runs[0].metrics:
+            values = np.array([r.metrics[k] for r in runs], dtype=float)
+            finite = values[np.isfinite(values)]  # e.g. win_rate is NaN on a fold without trades
+            out[name][k] = float(finite.mean()) if finite.size else float("nan")
+    return out
