@@ -127,3 +127,72 @@ def test_usage_errors_show_usage_and_exit_2_without_traceback(capsys):
     assert code == EXIT_INPUT
     assert "No such option" in err
     assert "internal error" not in err
+
+
+METRIC_KEYS = {
+    "total_return", "cagr", "volatility", "sharpe", "sortino", "max_drawdown",
+    "calmar", "win_rate", "turnover", "exposure", "trades",
+}  # fmt: skip
+
+
+def test_backtest_json_prints_the_documented_metric_keys(capsys, real_data, data_dir):
+    code, out, err = run(
+        capsys, "backtest", "--strategy", "sma", "--source", "csv", "--path", str(real_data),
+        "--end", "2024-01-24", "--start", "2005-01-03", "--json",
+    )  # fmt: skip
+    assert code == EXIT_OK, err
+    metrics = json.loads(out)
+    assert set(metrics) >= METRIC_KEYS
+    assert metrics["max_drawdown"] < 0
+    assert metrics["trades"] > 0
+
+
+def test_backtest_of_a_bad_file_is_stopped_by_the_gate_with_exit_3(capsys, real_data, tmp_path, data_dir):
+    raw = pd.read_csv(real_data / "SPY.csv")
+    raw.loc[raw["Date"] < "2015-06-01", "Close"] *= 10
+    raw.to_csv(tmp_path / "SPY.csv", index=False)
+    code, _, _ = run(
+        capsys, "backtest", "--strategy", "buy_and_hold", "--source", "csv", "--path", str(tmp_path),
+        "--vix", "", "--end", "2024-01-24",
+    )  # fmt: skip
+    assert code == EXIT_GATE
+
+
+def test_features_writes_a_parquet_of_the_spec_columns(capsys, real_data, data_dir, tmp_path):
+    out_file = tmp_path / "spy_features.parquet"
+    code, out, err = run(
+        capsys, "features", "--out", str(out_file), "--source", "csv", "--path", str(real_data),
+        "--end", "2024-01-24", "--start", "2020-01-02", "--json",
+    )  # fmt: skip
+    assert code == EXIT_OK, err
+    info = json.loads(out)
+    frame = pd.read_parquet(out_file)
+    assert list(frame.columns) == ["session", *info["features"]]
+    assert info["first_session"] == "2020-01-02"
+    assert len(frame) == info["rows"]
+
+
+def test_train_then_models_list_and_show_the_registered_version(capsys, data_dir, tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "ppo: {total_timesteps: 512, n_envs: 8, n_steps: 64, batch_size: 256, n_epochs: 1}\n"
+        "seeds: [0]\nfolds: {train_size: 378, test_size: 63, max_folds: 3}\n"
+    )
+    code, out, err = run(capsys, "train", "--config", str(config), "--now", "2026-11-21T12:00Z", "--json")
+    assert code == EXIT_OK, err
+    result = json.loads(out)
+    assert result["decision"]["reasons"]
+    code, out, _ = run(capsys, "models", "list", "--json")
+    listing = json.loads(out)
+    assert [v["version"] for v in listing["versions"]] == [result["challenger"]]
+    code, out, _ = run(capsys, "models", "show", result["challenger"], "--json")
+    assert json.loads(out)["lineage"]["data_hash"] == result["data_hash"]
+
+
+def test_a_bad_train_config_is_a_one_line_error(capsys, data_dir, tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("ppo: {total_timesteps: -5}\n")
+    code, _, err = run(capsys, "train", "--config", str(config))
+    assert code == EXIT_INPUT
+    assert "ppo.total_timesteps" in err
+    assert len(err.strip().splitlines()) == 1
