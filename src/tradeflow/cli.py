@@ -307,6 +307,7 @@ def train(
     config: Annotated[str | None, typer.Option(help="A TrainSpyConfig YAML/JSON file.")] = None,
     replay: Annotated[str | None, typer.Option(help="Re-run the config of an earlier run's manifest.json.")] = None,
     now: Annotated[str | None, typer.Option(help="Pretend it is this instant (ISO with timezone).")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar per trained model.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """train-spy by hand: ingest, walk-forward PPO against the baselines, register, promotion gate."""
@@ -322,7 +323,7 @@ def train(
         _ingest_for(cfg.data, settings, instant, with_vix=cfg.feature_spec.include_vix)
     except DataQualityError as exc:
         _gate_failed(exc, as_json)
-    result = run_train_spy(cfg, settings, instant)
+    result = run_train_spy(cfg, settings, instant, progress=progress)
     if as_json:
         _emit(result.to_dict())
     else:

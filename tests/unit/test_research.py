@@ -19,7 +19,14 @@ from tradeflow.research.walkforward import champion_folds, load_dataset, plan_fo
 
 NOW = pd.Timestamp("2026-11-21 12:00", tz="UTC")
 TINY = {
-    "ppo": {"total_timesteps": 1024, "n_envs": 8, "n_steps": 64, "batch_size": 256, "n_epochs": 2},
+    "ppo": {
+        "total_timesteps": 1024,
+        "n_envs": 8,
+        "n_steps": 64,
+        "batch_size": 256,
+        "n_epochs": 2,
+        "checkpoint_freq": 512,
+    },
     "seeds": [0, 1],
     "folds": {"train_size": 378, "test_size": 63, "embargo": 5, "max_folds": 3},
 }
@@ -125,3 +132,11 @@ def test_folds_follow_the_config(sample_store):
     folds = plan_folds(load_dataset(config, Settings(data_dir=sample_store)), config)
     assert all(f.n_test == 63 for f in folds)
     assert all((f.test_start_row - f.train_stop_row) == 5 for f in folds)
+
+
+def test_training_leaves_checkpoints_with_normalisation_stats_beside_each_model(first_run):
+    _, result = first_run
+    ckpt = result.run_dir / "models" / "fold0-seed0.training" / "checkpoints"
+    names = sorted(p.name for p in ckpt.iterdir())
+    assert any(n.endswith(".zip") for n in names), names
+    assert any("vecnormalize" in n for n in names), names

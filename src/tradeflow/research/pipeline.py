@@ -168,19 +168,24 @@ def plan_run(config: TrainSpyConfig, settings: Settings) -> RunPlan:
     return RunPlan(dataset, folds, _run_dir(settings, run_id), git_sha())
 
 
-def run_train_spy(config: TrainSpyConfig, settings: Settings, now: Any) -> TrainSpyResult:
+def run_train_spy(config: TrainSpyConfig, settings: Settings, now: Any, progress: bool = False) -> TrainSpyResult:
     """Walk-forward, train the deployable model, register it, decide, report (data already ingested)."""
     plan = plan_run(config, settings)
     evaluations: list[Evaluation] = []
     for fold in plan.folds:
         for seed in config.seeds:
-            evaluations.append(run_fold_seed(plan.dataset, fold, config, seed, plan.run_dir, plan.git_sha))
+            evaluations.append(run_fold_seed(plan.dataset, fold, config, seed, plan.run_dir, plan.git_sha, progress))
         evaluations.extend(evaluate_baseline(name, plan.dataset, fold, config) for name in config.baselines)
-    return finish_run(config, settings, to_utc(now), plan, evaluations)
+    return finish_run(config, settings, to_utc(now), plan, evaluations, progress)
 
 
 def finish_run(
-    config: TrainSpyConfig, settings: Settings, now: pd.Timestamp, plan: RunPlan, evaluations: list[Evaluation]
+    config: TrainSpyConfig,
+    settings: Settings,
+    now: pd.Timestamp,
+    plan: RunPlan,
+    evaluations: list[Evaluation],
+    progress: bool = False,
 ) -> TrainSpyResult:
     """After the fold evaluations: the deployable model, registry, decision, report and manifest."""
     dataset, folds, run_dir, sha = plan.dataset, plan.folds, plan.run_dir, plan.git_sha
@@ -189,7 +194,7 @@ def finish_run(
     seed = config.seeds[0]
     final_dir = run_dir / "models" / "final"
     log.info("training the deployable model on rows %d..%d (seed %d)", rows[0], rows[1] - 1, seed)
-    train_model(dataset, rows, config, seed, final_dir, sha)
+    train_model(dataset, rows, config, seed, final_dir, sha, progress)
     summary = summarise(evaluations)
     sessions = dataset.features.sessions
     parent = registry.champion()

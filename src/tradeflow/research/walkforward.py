@@ -133,12 +133,30 @@ def evaluate_policy(
 
 
 def train_model(
-    dataset: Dataset, rows: tuple[int, int], config: TrainSpyConfig, seed: int, out: Path, sha: str | None
+    dataset: Dataset,
+    rows: tuple[int, int],
+    config: TrainSpyConfig,
+    seed: int,
+    out: Path,
+    sha: str | None,
+    progress: bool = False,
 ) -> LoadedModel:
-    """Train PPO on `rows` [start, stop) and save the artifact at `out`; returns it reloaded."""
+    """Train PPO on `rows` [start, stop) and save the artifact at `out`; returns it reloaded.
+
+    Checkpoints (and TensorBoard logs, when tensorboard is installed) go beside it in `<out>.training/`.
+    """
     features = dataset.features
     spec = features.spec
-    trained = train_ppo(features.market(), features.matrix(), rows, config.ppo, config.cost, seed)
+    trained = train_ppo(
+        features.market(),
+        features.matrix(),
+        rows,
+        config.ppo,
+        config.cost,
+        seed,
+        out_dir=out.with_name(out.name + ".training"),
+        progress=progress,
+    )
     save_artifact(
         out,
         trained,
@@ -154,7 +172,13 @@ def train_model(
 
 
 def run_fold_seed(
-    dataset: Dataset, fold: Fold, config: TrainSpyConfig, seed: int, run_dir: Path, sha: str | None = None
+    dataset: Dataset,
+    fold: Fold,
+    config: TrainSpyConfig,
+    seed: int,
+    run_dir: Path,
+    sha: str | None = None,
+    progress: bool = False,
 ) -> Evaluation:
     """Train on the fold's train rows with `seed`, evaluate out of sample on its test rows."""
     out = run_dir / "models" / f"fold{fold.index}-seed{seed}"
@@ -166,7 +190,7 @@ def run_fold_seed(
         fold.train_start.date(),
         fold.train_end.date(),
     )
-    model = train_model(dataset, (fold.train_start_row, fold.train_stop_row), config, seed, out, sha)
+    model = train_model(dataset, (fold.train_start_row, fold.train_stop_row), config, seed, out, sha, progress)
     ev = evaluate_policy(model, dataset, fold, config, seed)
     log.info(
         "fold %d seed %d: out-of-sample Sharpe %.2f, return %.1f%%",
