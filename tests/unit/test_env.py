@@ -274,7 +274,13 @@ def random_books(n: int, seed: int) -> tuple[np.ndarray, ...]:
 
 
 @pytest.mark.parametrize(
-    "cost", [CostModel(), CostModel(impact_bps=25.0, commission_max_pct=0.0), CostModel(taf_max=0.01)]
+    "cost",
+    [
+        CostModel(),
+        CostModel(impact_bps=25.0, commission_max_pct=None),
+        CostModel(commission_max_pct=0.0),
+        CostModel(taf_max=0.01),
+    ],
 )
 def test_vectorised_rebalance_equals_the_scalar_kernel_exactly(cost):
     cash, shares, weight, price, volume = random_books(5000, seed=1)

@@ -42,8 +42,7 @@ def _commission_many(shares: np.ndarray, price: np.ndarray, cost: CostModel) -> 
     # Mirrors CostModel.commission operation by operation, so results are bit-identical.
     a = np.abs(shares)
     raw = np.maximum(cost.commission_min, cost.commission_per_share * a)
-    cap = cost.commission_max_pct * a * price
-    out = np.where(cap > 0, np.minimum(raw, cap), raw)
+    out = raw if cost.commission_max_pct is None else np.minimum(raw, cost.commission_max_pct * a * price)
     return np.where(shares == 0, 0.0, out)
 
 
