@@ -199,6 +199,26 @@ def _research_config(
     return TrainSpyConfig.from_dict(raw, origin="command line")
 
 
+def _gated_features(
+    source: str, symbols: str, vix: str, path: str | None, end: str | None, now: str | None, as_json: bool
+) -> tuple[Settings, Any, Any]:
+    """Ingest the traded symbol (and VIX) through the quality gate, then build its features from
+    the stored snapshots: what `features` and `backtest` both start from."""
+    from tradeflow.data.bars import parse_symbols
+    from tradeflow.research.walkforward import load_dataset
+
+    syms = parse_symbols(symbols)
+    if len(syms) != 1:
+        raise TradeflowError("one traded symbol at a time (the VIX comes from --vix)")
+    settings = _settings()
+    config = _research_config(source, syms[0], vix or None, path, end)
+    try:
+        _ingest_for(config.data, settings, _now(now), with_vix=bool(vix))
+    except DataQualityError as exc:
+        _gate_failed(exc, as_json)
+    return settings, config, load_dataset(config, settings).features
+
+
 @app.command()
 def features(
     out: Annotated[str, typer.Option(help="Parquet file to write.")],
@@ -212,20 +232,9 @@ def features(
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest through the quality gate, build the causal features, write them to Parquet."""
-    from tradeflow.data.bars import parse_symbols
     from tradeflow.features import write_features
-    from tradeflow.research.walkforward import load_dataset
 
-    syms = parse_symbols(symbols)
-    if len(syms) != 1:
-        raise TradeflowError("features are built for one traded symbol at a time (the VIX comes from --vix)")
-    settings = _settings()
-    config = _research_config(source, syms[0], vix or None, path, end)
-    try:
-        _ingest_for(config.data, settings, _now(now), with_vix=bool(vix))
-    except DataQualityError as exc:
-        _gate_failed(exc, as_json)
-    feats = load_dataset(config, settings).features
+    _, _, feats = _gated_features(source, symbols, vix, path, end, now, as_json)
     if start:
         first = int((feats.sessions < to_session(start).to_datetime64()).sum())
         feats = feats.slice(first, len(feats))
@@ -263,23 +272,12 @@ def backtest(
     """Backtest a strategy net of costs (dividends included); --json prints the metrics."""
     from tradeflow.backtest.engine import backtest as run_backtest
     from tradeflow.backtest.metrics import to_jsonable
-    from tradeflow.data.bars import parse_symbols
-    from tradeflow.research.walkforward import load_dataset
     from tradeflow.strategies import make_strategy, strategy_names
 
     names = (*strategy_names(), "champion")
     if strategy not in names:
         raise TradeflowError(f"unknown strategy {strategy!r}; expected one of {', '.join(names)}")
-    syms = parse_symbols(symbols)
-    if len(syms) != 1:
-        raise TradeflowError("backtest one traded symbol at a time")
-    settings = _settings()
-    config = _research_config(source, syms[0], vix or None, path, end)
-    try:
-        _ingest_for(config.data, settings, _now(now), with_vix=bool(vix))
-    except DataQualityError as exc:
-        _gate_failed(exc, as_json)
-    feats = load_dataset(config, settings).features
+    settings, config, feats = _gated_features(source, symbols, vix, path, end, now, as_json)
     if strategy == "champion":
         from tradeflow.registry import ModelRegistry
         from tradeflow.rl.artifact import load_artifact
@@ -297,7 +295,7 @@ def backtest(
         _emit(metrics)
         return
     first, last = result.equity.index[0].date(), result.equity.index[-1].date()
-    typer.echo(f"{strategy} on {syms[0]} {first} .. {last}, net of costs, dividends included:")
+    typer.echo(f"{strategy} on {feats.symbol} {first} .. {last}, net of costs, dividends included:")
     for key, value in metrics.items():
         typer.echo(f"  {key:<14} {value}")
 

@@ -56,6 +56,18 @@ def symbol_dir_name(symbol: str) -> str:
     return re.sub(r"[^A-Za-z0-9.\-]", "_", symbol)
 
 
+@contextlib.contextmanager
+def exclusive_lock(directory: Path) -> Iterator[None]:
+    """Hold an exclusive flock on `directory`/.lock: serialises read-modify-write of shared files."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write bytes to `path` via a temporary sibling and os.replace (readers never see a partial file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,15 +157,8 @@ class SnapshotStore:
         return None if info is None else self.read(info)
 
     # -- writing ---------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return exclusive_lock(self.root)
 
     def write(self, symbol: str, frame: pd.DataFrame, *, source: str, created_at: str) -> SnapshotInfo:
         """Store `frame` (one symbol, gate-approved) as the current snapshot; idempotent per content."""

@@ -18,21 +18,20 @@ every change with its reason. Timestamps are passed in (the library never reads 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from tradeflow.backtest.metrics import to_jsonable
-from tradeflow.data.store import atomic_write_text
+from tradeflow.data.store import atomic_write_text, exclusive_lock
 from tradeflow.errors import StoreError
 from tradeflow.registry.promotion import PromotionDecision
 
@@ -141,15 +140,8 @@ class ModelRegistry:
     def decisions_path(self) -> Path:
         return self.root / "decisions.jsonl"
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return exclusive_lock(self.root)
 
     # -- versions --------------------------------------------------------------------------------
     def _load_version(self, directory: Path) -> ModelVersion:
