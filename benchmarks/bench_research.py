@@ -376,13 +376,16 @@ def bench_learning(workdir: Path, mode: Mode, t0: float, default_timesteps: int 
 def _verdict(p: dict[str, Any]) -> str:
     lo, hi = p["ci95"]
     if lo >= 0:
-        return "SHOWN: the default config's OOS Sharpe is at least SB3's (95% CI of the mean difference >= 0)"
-    if p["mean"] >= 0:
+        return "the default config's OOS Sharpe is at least SB3's (95% CI of the mean difference >= 0)"
+    if hi <= 0:
         return (
-            f"NOT SHOWN statistically: the default is ahead on average (+{p['mean']:.2f} Sharpe) but the 95% CI "
-            f"[{lo:.2f}, {hi:.2f}] includes a loss"
+            f"the default config learns WORSE than SB3's defaults ({p['mean']:+.2f} Sharpe, "
+            f"95% CI [{lo:.2f}, {hi:.2f}])"
         )
-    return f"NOT SHOWN: the default did worse on average ({p['mean']:.2f} Sharpe, 95% CI [{lo:.2f}, {hi:.2f}])"
+    return (
+        f"no detectable difference: mean paired Sharpe {p['mean']:+.2f}, 95% CI [{lo:.2f}, {hi:.2f}] "
+        f"includes 0 (wins/ties/losses {p['wins']}/{p['ties']}/{p['losses']})"
+    )
 
 
 # -- 4. inference latency --------------------------------------------------------------------------
