@@ -61,6 +61,22 @@ class DataStaleError(DataQualityError):
     status = "DATA_STALE"
 
 
+class BrokerError(TradeflowError):
+    """The broker could not do what was asked."""
+
+
+class BrokerUnavailable(BrokerError):
+    """A broker query or connection failed: the state is UNKNOWN (never read it as empty or flat)."""
+
+
+class LedgerError(TradeflowError):
+    """The ledger could not be read or written (e.g. database locked, disk full)."""
+
+
+class LiveTradingRefused(ConfigError):
+    """Live mode was asked for without the live flag, live keys and the confirmation value together."""
+
+
 def is_transient(exc: BaseException) -> bool:
     """True when retrying the failed call could help (network trouble), False for deterministic faults."""
     if isinstance(exc, TransientSourceError):
