@@ -45,6 +45,29 @@ class QualitySettings(BaseModel):
     known_events_file: Path | None = None
 
 
+LIVE_CONFIRMATION = "I understand this trades real money"
+
+
+class TradingSettings(BaseModel):
+    """The trading tick. Paper is the default; live needs `live: true`, live keys AND the exact
+    confirmation value together (RELIABILITY E6)."""
+
+    model_config = ConfigDict(frozen=True)
+    mode: str = Field("paper", pattern="^(paper|live)$")
+    live: bool = False
+    live_confirmation: SecretStr | None = None
+    broker: str = Field("sim", pattern="^(sim|alpaca|ib)$")
+    strategy: str = "champion"  # a rule name, or the registry's champion model
+    symbol: str = "SPY"
+    vix_symbol: str | None = "^VIX"
+    source: str = "sample"
+    path: str | None = None
+    # An intent the broker never received is given up (ABANDONED) after this many seconds (A4, B4).
+    abandon_after_s: int = Field(600, ge=0)
+    # Broker vs ledger cash may differ by this fraction before an alert; twice this sets REDUCING (B6).
+    cash_tolerance: float = Field(0.01, ge=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TRADEFLOW_", env_nested_delimiter="__", env_file=".env", frozen=True, extra="ignore"
@@ -59,6 +82,7 @@ class Settings(BaseSettings):
     alpaca: AlpacaSettings = AlpacaSettings()
     ib: IBSettings = IBSettings()
     quality: QualitySettings = QualitySettings()
+    trading: TradingSettings = TradingSettings()
 
     @property
     def snapshots_dir(self) -> Path:
@@ -71,6 +95,10 @@ class Settings(BaseSettings):
     @property
     def quarantine_dir(self) -> Path:
         return self.data_dir / "quarantine"
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.data_dir / "ledger" / "ledger.sqlite"
 
 
 @lru_cache(maxsize=1)

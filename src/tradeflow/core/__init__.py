@@ -1,0 +1,1 @@
+"""The trading tick: calendar -> reconcile -> data -> features -> decide -> size -> risk -> submit -> journal."""
