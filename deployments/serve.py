@@ -26,6 +26,7 @@ from typing import Any, cast
 
 import yaml
 from prefect import serve
+from prefect.client.schemas.objects import ConcurrencyLimitConfig
 from prefect.deployments.runner import RunnerDeployment
 from prefect.flows import Flow, load_flow_from_entrypoint
 from prefect.schedules import Cron, Interval, RRule, Schedule
@@ -55,6 +56,13 @@ def schedule_from_yaml(entry: dict[str, Any]) -> Schedule:
     raise ValueError(f"unsupported schedule in prefect.yaml: {sorted(entry)}")
 
 
+def concurrency_from_yaml(value: Any) -> int | ConcurrencyLimitConfig | None:
+    """`concurrency_limit: 1` or `{limit: 1, collision_strategy: CANCEL_NEW}` (drop late runs)."""
+    if isinstance(value, dict):
+        return ConcurrencyLimitConfig(**value)
+    return cast(int | None, value)
+
+
 def build_deployments(project: dict[str, Any], root: Path = REPO_ROOT) -> list[RunnerDeployment]:
     """A RunnerDeployment per prefect.yaml deployment, with the yaml's schedules and limits.
 
@@ -69,7 +77,7 @@ def build_deployments(project: dict[str, Any], root: Path = REPO_ROOT) -> list[R
             name=spec["name"],
             parameters=spec.get("parameters") or {},
             schedules=[schedule_from_yaml(s) for s in spec.get("schedules") or []],
-            concurrency_limit=spec.get("concurrency_limit"),
+            concurrency_limit=concurrency_from_yaml(spec.get("concurrency_limit")),
             description=spec.get("description"),
             tags=spec.get("tags"),
         )

@@ -328,6 +328,106 @@ def train(
         typer.echo(result.summary_text())
 
 
+@app.command()
+def tick(
+    mode: Annotated[str, typer.Option(help="paper (default) or live (needs the live opt-in).")] = "paper",
+    broker: Annotated[str | None, typer.Option(help="sim|alpaca|ib (default: settings).")] = None,
+    strategy: Annotated[str | None, typer.Option(help="champion or a rule name (default: settings).")] = None,
+    now: Annotated[str | None, typer.Option(help="The tick's instant (ISO with timezone).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One trading tick: calendar, reconcile, gated data, decide, risk, idempotent submit, ledger."""
+    from tradeflow.bootstrap import build_tick_runtime
+    from tradeflow.core.tick import run_tick
+
+    instant = _now(now)
+    runtime = build_tick_runtime(_settings(), mode=mode, broker=broker, strategy=strategy, now=instant)
+    try:
+        report = run_tick(runtime, instant)
+    finally:
+        runtime.ledger.close()
+    if as_json:
+        _emit(report.to_dict())
+    else:
+        typer.echo(report.to_markdown())
+
+
+def _ledger() -> Any:
+    from tradeflow.ledger import Ledger
+
+    settings = _settings()
+    settings.ledger_path.parent.mkdir(parents=True, exist_ok=True)
+    return Ledger(settings.ledger_path)
+
+
+@app.command()
+def stop(
+    reason: Annotated[str, typer.Option(help="Why (recorded in the audit log).")] = "manual stop",
+    now: Annotated[str | None, typer.Option(help="Time of the stop (ISO with timezone).")] = None,
+) -> None:
+    """The kill switch: from now on only cancels and position-reducing orders pass."""
+    from tradeflow.core.tick import stop_trading
+
+    ledger = _ledger()
+    try:
+        stop_trading(ledger, reason, _now(now))
+    finally:
+        ledger.close()
+    typer.echo(f"trading HALTED (kill switch): {reason}")
+
+
+@app.command()
+def resume(
+    operator: Annotated[str, typer.Option(help="Who resumes (recorded in the audit log).")],
+    reason: Annotated[str, typer.Option(help="Why it is safe to resume.")] = "acknowledged",
+    now: Annotated[str | None, typer.Option(help="Time of the resume (ISO with timezone).")] = None,
+) -> None:
+    """Clear the kill switch or a HALTED / drift state: audited, and the equity peak restarts."""
+    from tradeflow.domain import TradingState
+
+    ledger = _ledger()
+    try:
+        state = ledger.trading_state()
+        if state.state is TradingState.ACTIVE:
+            typer.echo("trading is already ACTIVE")
+            return
+        instant = _now(now).to_pydatetime()
+        ledger.audit("resume", {"operator": operator, "reason": reason, "from": str(state.state)}, instant)
+        ledger.set_trading_state(TradingState.ACTIVE, f"resumed by {operator}: {reason}", instant)
+    finally:
+        ledger.close()
+    typer.echo(f"trading ACTIVE again (was {state.state}: {state.reason})")
+
+
+@app.command()
+def status(as_json: JsonOpt = False) -> None:
+    """Positions, cash, trading state and the last tick, from the ledger."""
+    ledger = _ledger()
+    try:
+        state = ledger.trading_state()
+        last = ledger.last_tick()
+        payload: dict[str, Any] = {
+            "trading_state": str(state.state),
+            "reason": state.reason,
+            "since": state.since.isoformat() if state.since else None,
+            "positions": {s: {"qty": str(p.qty), "avg_price": str(p.avg_price)} for s, p in ledger.positions().items()},
+            "cash": str(ledger.cash()),
+            "open_orders": [o.client_order_id for o in ledger.open_orders()],
+            "last_tick": None if last is None else {"key": last.key, "status": last.status},
+        }
+    finally:
+        ledger.close()
+    if as_json:
+        _emit(payload)
+        return
+    typer.echo(f"trading state: {payload['trading_state']} ({payload['reason']})")
+    typer.echo(f"cash: {payload['cash']}")
+    for sym, pos in payload["positions"].items():
+        typer.echo(f"  {sym}: {pos['qty']} @ {pos['avg_price']}")
+    typer.echo(f"open orders: {', '.join(payload['open_orders']) or 'none'}")
+    typer.echo(f"last tick: {payload['last_tick']}")
+
+
 models_app = typer.Typer(no_args_is_help=True, help="The model registry: versions, champion, promotions.")
 app.add_typer(models_app, name="models")
 

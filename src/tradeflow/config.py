@@ -64,6 +64,9 @@ class TradingSettings(BaseModel):
     path: str | None = None
     # An intent the broker never received is given up (ABANDONED) after this many seconds (A4, B4).
     abandon_after_s: int = Field(600, ge=0)
+    # Sizing keeps this fraction of equity back for spread, slippage and commission, so a fully
+    # invested target does not fail the broker's buying-power check.
+    cash_buffer: float = Field(0.005, ge=0, lt=0.5)
     # Broker vs ledger cash may differ by this fraction before an alert; twice this sets REDUCING (B6).
     cash_tolerance: float = Field(0.01, ge=0)
 

@@ -138,7 +138,14 @@ def test_serve_builds_the_daily_deployment_with_the_yaml_schedule(monkeypatch: p
 
     monkeypatch.chdir(REPO_ROOT)
     deployments = serve.build_deployments(serve.load_project(PREFECT_YAML))
-    assert sorted((d.flow_name, d.name) for d in deployments) == [("ingest", "daily"), ("train-spy", "nightly")]
+    assert sorted((d.flow_name, d.name) for d in deployments) == [
+        ("ingest", "daily"),
+        ("trading-tick", "market-hours"),
+        ("train-spy", "nightly"),
+    ]
+    [ticks] = [d for d in deployments if d.name == "market-hours"]
+    assert ticks.concurrency_options is not None
+    assert str(ticks.concurrency_options.collision_strategy).endswith("CANCEL_NEW")
     [deployment] = [d for d in deployments if d.name == "daily"]
     yaml_schedule = _daily_schedule()
     assert (deployment.flow_name, deployment.name) == ("ingest", "daily")

@@ -1,0 +1,318 @@
+"""`run_tick(runtime, now)`: one trading decision, boring on purpose.
+
+calendar gate -> reconcile the ledger with the broker (unknown => no trading) -> gated bars ->
+features -> the champion's target -> order intents -> risk governor -> idempotent submit -> ledger,
+and a TickReport saying what it saw, decided, sent and why. `now` is passed in; nothing here reads
+the clock. Client order ids are derived from (strategy, symbol, session, sequence), so a retry, a
+re-run or a restart can never put a second order at the broker for one intent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from decimal import ROUND_FLOOR, Decimal
+from typing import Any
+
+import pandas as pd
+
+from tradeflow.calendar import MarketCalendar, to_utc
+from tradeflow.core.decide import Book, Decider
+from tradeflow.core.reconcile import reconcile
+from tradeflow.domain import OrderIntent, OrderStatus, Side, SubmitOutcome, TradingState, make_client_order_id
+from tradeflow.errors import BrokerUnavailable, DataQualityError, DataStaleError, LedgerError
+from tradeflow.execution.base import Broker
+from tradeflow.features import Features
+from tradeflow.ledger import Ledger, make_tick_key
+from tradeflow.risk import RiskContext, RiskGovernor
+
+log = logging.getLogger("tradeflow.tick")
+
+NON_TERMINAL = (
+    OrderStatus.INTENDED,
+    OrderStatus.SUBMITTED,
+    OrderStatus.ACCEPTED,
+    OrderStatus.PARTIALLY_FILLED,
+    OrderStatus.UNKNOWN,
+)
+
+
+@dataclass
+class TickRuntime:
+    """Everything a tick needs, chosen by bootstrap (paper/live) or by a test (fakes)."""
+
+    calendar: MarketCalendar
+    broker: Broker
+    ledger: Ledger
+    governor: RiskGovernor
+    decider: Callable[[], Decider]  # loaded lazily: a closed-market tick never loads a model
+    market_data: Callable[[pd.Timestamp], Features]  # gated features ending at the last completed session
+    strategy: str
+    symbol: str
+    mode: str = "paper"
+    run_id: str = "local"
+    abandon_after: dt.timedelta = dt.timedelta(minutes=10)
+    cash_tolerance: float = 0.01
+    cash_buffer: float = 0.005  # equity kept back from sizing for costs
+    max_submit_attempts: int = 3  # for definitive 429-style rejections, same client id each time
+    sleep: Callable[[float], None] = lambda s: None
+    checkpoint: Callable[[str], None] = lambda name: None  # crash tests kill the process here
+
+
+@dataclass
+class TickReport:
+    status: str
+    now: str
+    session: str | None = None
+    mode: str = "paper"
+    strategy: str = ""
+    target_weight: float | None = None
+    orders_sent: list[str] = field(default_factory=list)
+    denials: list[dict[str, Any]] = field(default_factory=list)
+    positions: dict[str, str] = field(default_factory=dict)
+    cash: str | None = None
+    equity: str | None = None
+    trading_state: str | None = None
+    alerts: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_markdown(self) -> str:
+        lines = [f"# Tick {self.now}: {self.status}", "", f"- mode: {self.mode}, strategy: {self.strategy}"]
+        lines.append(f"- session: {self.session}; trading state: {self.trading_state}")
+        if self.target_weight is not None:
+            lines.append(f"- target weight: {self.target_weight}")
+        lines.append(f"- positions: {self.positions or 'flat'}; cash {self.cash}; equity {self.equity}")
+        lines.append(f"- orders sent: {', '.join(self.orders_sent) or 'none'}")
+        lines += [f"- denied: {d['reason']} {d['detail']}" for d in self.denials]
+        lines += [f"- ALERT: {a}" for a in self.alerts]
+        lines += [f"- note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def _round_shares(value: Decimal) -> Decimal:
+    return value.to_integral_value(rounding=ROUND_FLOOR) if value >= 0 else -(-value).to_integral_value(ROUND_FLOOR)
+
+
+def _finish(rt: TickRuntime, report: TickReport, key: str | None, now: dt.datetime) -> TickReport:
+    try:
+        if key is not None:
+            rt.ledger.record_tick(key, report.status, report.to_dict(), now, run_id=rt.run_id)
+        for alert in report.alerts:
+            rt.ledger.audit("alert", {"message": alert}, now, run_id=rt.run_id)
+    except LedgerError as exc:  # the report still reaches the flow's artifact and logs
+        report.alerts.append(f"ledger unavailable while journaling the tick: {exc}")
+    for alert in report.alerts:
+        log.error("tick alert: %s", alert)
+    return report
+
+
+def run_tick(rt: TickRuntime, now: Any) -> TickReport:
+    when = to_utc(now)
+    now_dt: dt.datetime = when.to_pydatetime()
+    report = TickReport(status="STARTED", now=when.isoformat(), mode=rt.mode, strategy=rt.strategy)
+    market = rt.calendar.status(when)
+    if not market.is_open:
+        report.status, report.notes = "SKIPPED_MARKET_CLOSED", [market.reason]
+        return report  # a closed market leaves no trace but the flow's log: nothing happened
+    session: dt.date = market.session.date()  # type: ignore[union-attr]
+    report.session = session.isoformat()
+    key = make_tick_key(rt.strategy, session, now_dt)
+    try:
+        if rt.ledger.tick_seen(key):
+            rt.ledger.audit("duplicate_tick", {"tick": key}, now_dt, run_id=rt.run_id)
+            report.status = "DUPLICATE_TICK"
+            report.notes.append(f"tick {key} already ran: nothing sent again")
+            return report
+        rt.ledger.audit("tick_started", {"tick": key, "mode": rt.mode}, now_dt, run_id=rt.run_id)
+    except LedgerError as exc:
+        report.status = "LEDGER_UNAVAILABLE"
+        report.alerts.append(f"ledger unavailable, not trading: {exc}")
+        return _finish(rt, report, None, now_dt)
+
+    # 1. Reconcile: the broker's view is the truth; an unanswered query means we do not trade.
+    try:
+        book = reconcile(rt, now_dt, session)
+    except BrokerUnavailable as exc:
+        report.status = "BLOCKED_STATE_UNKNOWN"
+        report.alerts.append(f"broker state unknown, not trading: {exc}")
+        return _finish(rt, report, key, now_dt)
+    except LedgerError as exc:
+        report.status = "LEDGER_UNAVAILABLE"
+        report.alerts.append(f"ledger write failed during reconcile, no new entries: {exc}")
+        return _finish(rt, report, None, now_dt)
+    report.positions = {s: str(p.qty) for s, p in book.positions.items() if p.qty}
+    report.cash, report.equity = str(book.account.cash), str(book.account.equity)
+    report.alerts.extend(book.alerts)
+    report.notes.extend(book.notes)
+
+    # 2. Data through the same gate and features as research; stale or rejected => no trade.
+    try:
+        features = rt.market_data(when)
+    except DataStaleError as exc:
+        report.status, report.alerts = "DATA_STALE", [*report.alerts, f"stale data, not trading: {exc}"]
+        return _finish(rt, report, key, now_dt)
+    except DataQualityError as exc:
+        report.status, report.alerts = "DATA_REJECTED", [*report.alerts, f"data rejected, not trading: {exc}"]
+        return _finish(rt, report, key, now_dt)
+    except (ValueError, LookupError) as exc:  # FeaturesStaleError and friends: today's row is missing
+        report.status, report.alerts = "DATA_STALE", [*report.alerts, f"features not current, not trading: {exc}"]
+        return _finish(rt, report, key, now_dt)
+
+    # 3. Decide and size against the broker's position.
+    position = book.positions.get(rt.symbol)
+    shares = position.qty if position else Decimal(0)
+    close = Decimal(str(float(features.bars["close"].iloc[-1])))
+    try:
+        decider = rt.decider()
+    except LookupError as exc:  # e.g. no champion model registered yet: nothing to trade on
+        report.status, report.notes = "NO_MODEL", [*report.notes, str(exc)]
+        return _finish(rt, report, key, now_dt)
+    weight = decider.target(features, Book(shares, position.avg_price if position else Decimal(0), book.account.equity))
+    report.target_weight = weight
+    investable = book.account.equity * (1 - Decimal(str(rt.cash_buffer)))
+    target = _round_shares(Decimal(str(weight)) * investable / close) if close > 0 else Decimal(0)
+    intents: list[OrderIntent] = []
+    if book.unresolved.get(rt.symbol):
+        report.notes.append(f"waiting on unresolved order(s) {book.unresolved[rt.symbol]}: no new intent")
+    else:
+        delta = target - shares - book.pending.get(rt.symbol, Decimal(0))
+        if delta != 0:
+            seq = sum(1 for o in rt.ledger.orders() if o.session == session and o.symbol == rt.symbol)
+            cid = make_client_order_id(rt.strategy, rt.symbol, session, seq)
+            reduces = abs(shares + delta) < abs(shares) and (shares + delta) * shares >= 0
+            intents.append(
+                OrderIntent(
+                    cid,
+                    rt.symbol,
+                    Side.BUY if delta > 0 else Side.SELL,
+                    abs(delta),
+                    session,
+                    rt.strategy,
+                    seq,
+                    reduce_only=reduces,
+                )
+            )
+
+    # 4. Risk: denials are values; the state the governor returns is persisted before sending.
+    state = rt.ledger.trading_state()
+    rt.ledger.start_session(session, book.account.equity, now_dt, run_id=rt.run_id)
+    start_equity = rt.ledger.session_start_equity(session) or book.account.equity
+    peak = rt.ledger.update_peak(book.account.equity)
+    sent_today = [o for o in rt.ledger.orders() if o.session == session and o.status is not OrderStatus.INTENDED]
+    ctx = RiskContext(
+        now=now_dt,
+        session=session,
+        trading_state=state.state,
+        positions={s: p.qty for s, p in book.positions.items()},
+        equity=book.account.equity,
+        cash=book.account.cash,
+        session_start_equity=start_equity,
+        equity_peak=peak,
+        prices={rt.symbol: close},
+        last_close={rt.symbol: close},
+        state_reason=state.reason,
+        state_session=pd.Timestamp(state.since).tz_convert("America/New_York").date() if state.since else None,
+        kill_switch=state.reason.startswith("kill switch"),
+        orders_sent_today=len(sent_today),
+        recent_order_times=tuple(o.created_at for o in sent_today if now_dt - o.created_at < dt.timedelta(minutes=1)),
+    )
+    decision = rt.governor.check(intents, ctx)
+    if decision.next_state is not state.state or decision.state_reason != state.reason:
+        rt.ledger.set_trading_state(decision.next_state, decision.state_reason, now_dt, run_id=rt.run_id)
+    report.trading_state = str(decision.next_state)
+    report.alerts.extend(decision.alerts)
+    for d in decision.denials:
+        payload = {"reason": str(d.reason), "detail": d.detail, "qty": str(d.qty), "symbol": d.intent.symbol}
+        report.denials.append(payload)
+        rt.ledger.audit("denial", payload, now_dt, run_id=rt.run_id, client_order_id=d.intent.client_order_id)
+
+    # 5. Idempotent submit: the intent is journaled before the broker hears of it.
+    for intent in decision.approved:
+        try:
+            sent = _submit(rt, intent, now_dt, report)
+        except LedgerError as exc:  # A6: accepted at the broker, ledger write failed
+            report.alerts.append(f"ledger write failed around {intent.client_order_id}: {exc}; REDUCING")
+            report.status = "LEDGER_UNAVAILABLE"
+            return _finish(rt, report, None, now_dt)
+        if sent:
+            report.orders_sent.append(intent.client_order_id)
+    if report.orders_sent:
+        _sync_fills(rt, now_dt, report)
+    report.status = "TRADED" if report.orders_sent else "NO_ACTION"
+    return _finish(rt, report, key, now_dt)
+
+
+def _sync_fills(rt: TickRuntime, now: dt.datetime, report: TickReport) -> None:
+    """Journal the fills of what was just sent, so the tick ends with ledger == broker; if the broker
+    cannot answer now, the next tick's reconcile applies them (each fill once, by execution id)."""
+    try:
+        since = now - dt.timedelta(minutes=1)
+        for ex in rt.broker.executions(since=since):
+            if rt.ledger.get_order(ex.client_order_id) is not None:
+                rt.ledger.apply_execution(ex, now, run_id=rt.run_id)
+        positions = rt.broker.positions()
+    except BrokerUnavailable as exc:
+        report.notes.append(f"fills not yet journaled (broker unavailable: {exc}); the next reconcile will")
+        return
+    report.positions = {s: str(p.qty) for s, p in positions.items() if p.qty}
+
+
+def _submit(rt: TickRuntime, intent: OrderIntent, now: dt.datetime, report: TickReport) -> bool:
+    cid = intent.client_order_id
+    if not rt.ledger.record_intent(intent, now, rt.run_id):
+        report.notes.append(f"{cid} already journaled: not sent again")
+        return False
+    rt.checkpoint("after_intent")
+    rt.ledger.set_order_status(cid, OrderStatus.SUBMITTED, now, run_id=rt.run_id)
+    for attempt in range(1, rt.max_submit_attempts + 1):
+        rt.ledger.audit("submit_attempt", {"attempt": attempt}, now, run_id=rt.run_id, client_order_id=cid)
+        try:
+            result = rt.broker.submit(intent)
+        except BrokerUnavailable as exc:  # the request may have left: treat as ambiguous, never resend blindly
+            result = None
+            reason = str(exc)
+        rt.checkpoint("after_submit")
+        if result is not None and result.outcome in (SubmitOutcome.ACCEPTED, SubmitOutcome.DUPLICATE):
+            rt.ledger.audit(
+                "submit_outcome", {"outcome": str(result.outcome)}, now, run_id=rt.run_id, client_order_id=cid
+            )
+            if result.order is not None:
+                rt.ledger.set_order_status(cid, result.order.status, now, broker_order=result.order, run_id=rt.run_id)
+            rt.checkpoint("after_ack")
+            return True
+        if result is not None and result.outcome is SubmitOutcome.REJECTED:
+            rt.ledger.audit("submit_outcome", {"outcome": "rejected", "reason": result.reason}, now,
+                            run_id=rt.run_id, client_order_id=cid)  # fmt: skip
+            if result.retryable and attempt < rt.max_submit_attempts:
+                rt.sleep(2.0**attempt)  # back off, then the SAME client id (A2)
+                continue
+            rt.ledger.set_order_status(cid, OrderStatus.REJECTED, now, run_id=rt.run_id)
+            report.notes.append(f"{cid} rejected: {result.reason}")
+            return False
+        # Ambiguous (timeout after send, 5xx, unknown code): never resend; look it up once (A1, A10).
+        why = result.reason if result is not None else reason
+        rt.ledger.set_order_status(cid, OrderStatus.UNKNOWN, now, run_id=rt.run_id)
+        rt.ledger.audit("ambiguous", {"reason": why}, now, run_id=rt.run_id, client_order_id=cid)
+        try:
+            found = rt.broker.get_order(cid)
+        except BrokerUnavailable:
+            found = None
+        rt.ledger.audit("reconcile_lookup", {"found": found is not None}, now, run_id=rt.run_id, client_order_id=cid)
+        if found is not None:
+            rt.ledger.set_order_status(cid, found.status, now, broker_order=found, run_id=rt.run_id)
+            rt.ledger.audit("adopted", {"broker_order_id": found.broker_order_id}, now, run_id=rt.run_id,
+                            client_order_id=cid)  # fmt: skip
+            return True
+        report.notes.append(f"{cid}: outcome unknown ({why}); the next reconcile resolves it")
+        return False
+    return False
+
+
+def stop_trading(ledger: Ledger, reason: str, now: Any, run_id: str = "cli") -> None:
+    """The kill switch: HALTED with a 'kill switch' reason; only cancels and reducing orders pass."""
+    ledger.set_trading_state(TradingState.HALTED, f"kill switch: {reason}", to_utc(now).to_pydatetime(), run_id=run_id)

@@ -1,0 +1,568 @@
+"""The trading ledger: one SQLite file in WAL mode holding orders, fills, positions, cash, the
+trading state, daily P&L, tick records and the append-only audit trail.
+
+Rules the class keeps:
+- Every state-changing method writes its audit row in the same transaction as the change, so the
+  trail never claims a change that did not happen, nor misses one that did.
+- Every SQLite failure (locked, disk full, I/O error, a closed ledger) surfaces as LedgerError,
+  after a rollback: the caller sees one error type and the file holds the old state or the new.
+  The tick turns a LedgerError into REDUCING (A6).
+- Positions and cash are derived from fills and stored; their meaning is the time-ordered fold of
+  books.py, so the result does not depend on the order fills arrive in (A11: shuffled, duplicated,
+  replayed after a reconnect), and a late fill that an adopted broker view (B1/B2/B6) already
+  contains is not counted twice. `recompute_positions()` / `recompute_cash()` redo the fold from
+  scratch to prove the stored rows.
+
+synchronous=FULL rather than NORMAL: in WAL mode NORMAL survives a process kill but a power or OS
+failure may drop the last commits, and a lost intent or acknowledgement is exactly the gap
+reconciliation then has to cover. A tick writes a few dozen small transactions every five minutes,
+so one fsync per commit costs nothing that matters.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from tradeflow.domain import BrokerOrder, Execution, OrderIntent, OrderStatus, Position, Side, TradingState
+from tradeflow.errors import LedgerError
+from tradeflow.ledger.books import (
+    fold_cash,
+    fold_fill_into_cash,
+    fold_fill_into_order,
+    fold_fill_into_position,
+    fold_symbol,
+    order_fill_totals,
+    resolve_status,
+    same_fill,
+    store_position,
+)
+from tradeflow.ledger.schema import (
+    MIGRATIONS,
+    ORDER_COLUMNS,
+    SCHEMA_VERSION,
+    TABLES,
+    AuditKind,
+    AuditRow,
+    DailyPnl,
+    LedgerOrder,
+    TickRecord,
+    TradingStateRecord,
+    dec_or_none,
+    dec_text,
+    order_from_row,
+    to_json,
+    ts_text,
+    ts_value,
+)
+
+
+class Ledger:
+    """The SQLite ledger. `now` is always passed in; the ledger never reads the clock."""
+
+    def __init__(self, path: Path, *, busy_timeout_ms: int = 5000) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so the write lock is taken
+            # up front (busy_timeout applies) instead of failing mid-transaction on lock upgrade.
+            conn = sqlite3.connect(
+                self.path, timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise LedgerError(f"cannot open ledger {self.path}: {exc}") from exc
+        self._conn = conn
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise LedgerError(f"ledger {self.path} refused WAL mode (got {mode})")
+            conn.execute("PRAGMA synchronous = FULL")
+            self._migrate()
+        except sqlite3.Error as exc:
+            conn.close()
+            raise LedgerError(f"cannot open ledger {self.path}: {exc}") from exc
+        except LedgerError:
+            conn.close()
+            raise
+
+    # --- plumbing -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction: all its statements commit together or none do."""
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise LedgerError(f"ledger write failed ({what}): {exc}") from exc
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                # SQLite already rolls back by itself on some errors (SQLITE_FULL): only roll back
+                # what is still open.
+                if conn.in_transaction:
+                    with suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise LedgerError(f"ledger write failed ({what}): {exc}") from exc
+                raise
+
+    @contextmanager
+    def _read(self, what: str) -> Iterator[sqlite3.Connection]:
+        """A read snapshot (WAL readers never wait for the writer)."""
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN")
+                try:
+                    yield conn
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise LedgerError(f"ledger read failed ({what}): {exc}") from exc
+
+    def _migrate(self) -> None:
+        # A current ledger opens without taking the write lock, so `tradeflow status` can open it
+        # while a tick is writing.
+        known = self._conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+        ).fetchone()
+        if known and self._conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION:
+            return
+        with self._write("migrate") as c:
+            c.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY)")
+            current = c.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
+            if current > SCHEMA_VERSION:
+                raise LedgerError(f"ledger {self.path} has schema v{current}, newer than this code (v{SCHEMA_VERSION})")
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[version]:
+                    c.execute(statement)
+                c.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+
+    def schema_version(self) -> int:
+        with self._read("schema_version") as c:
+            return int(c.execute("SELECT MAX(version) FROM schema_version").fetchone()[0])
+
+    @staticmethod
+    def _audit(
+        c: sqlite3.Connection,
+        kind: str,
+        payload_json: str,
+        now: dt.datetime,
+        run_id: str | None,
+        client_order_id: str | None = None,
+    ) -> int:
+        cur = c.execute(
+            "INSERT INTO audit (ts, run_id, kind, client_order_id, payload) VALUES (?, ?, ?, ?, ?)",
+            (ts_text(now), run_id, str(kind), client_order_id, payload_json),
+        )
+        return int(cur.lastrowid or 0)
+
+    # --- orders ---------------------------------------------------------------------------------
+
+    def record_intent(self, intent: OrderIntent, now: dt.datetime, run_id: str | None) -> bool:
+        """Write the intent before anything is sent (A4). False when the id is already known: the
+        same tick run again computes the same ids and must not send them again (A7)."""
+        at = ts_text(now)
+        payload = to_json({"intent": intent.__dict__})
+        with self._write("record_intent") as c:
+            cid = intent.client_order_id
+            if c.execute("SELECT 1 FROM orders WHERE client_order_id = ?", (cid,)).fetchone():
+                return False
+            # Fills may precede the intent row only for adopted or external orders; count them.
+            filled, avg = order_fill_totals(c, cid)
+            status = resolve_status(None, OrderStatus.INTENDED, filled, intent.qty, broker_report=False)
+            c.execute(
+                f"INSERT INTO orders ({ORDER_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (cid, intent.symbol, intent.side.value, dec_text(intent.qty), intent.session.isoformat(),
+                 intent.strategy, intent.seq, intent.order_type,
+                 None if intent.limit_price is None else dec_text(intent.limit_price), intent.time_in_force,
+                 int(intent.reduce_only), status.value, None, dec_text(filled),
+                 None if avg is None else dec_text(avg), run_id, at, at),
+            )  # fmt: skip
+            self._audit(c, AuditKind.INTENT, payload, now, run_id, cid)
+            return True
+
+    def set_order_status(
+        self,
+        client_order_id: str,
+        status: OrderStatus,
+        now: dt.datetime,
+        broker_order: BrokerOrder | None = None,
+        run_id: str | None = None,
+    ) -> OrderStatus:
+        """Record what is known of an order and return the status actually stored (see
+        `resolve_status`). With a broker report for an id the ledger lacks, the order is adopted
+        (A5). Raises KeyError for an unknown id without a broker report."""
+        at = ts_text(now)
+        with self._write("set_order_status") as c:
+            row = c.execute(f"SELECT {ORDER_COLUMNS} FROM orders WHERE client_order_id = ?", (client_order_id,))
+            found = row.fetchone()
+            if found is None:
+                if broker_order is None:
+                    raise KeyError(f"no order {client_order_id!r} in the ledger")
+                return self._adopt(c, client_order_id, status, broker_order, now, run_id)
+            order = order_from_row(found)
+            stored = resolve_status(order.status, status, order.filled_qty, order.qty, broker_order is not None)
+            broker_id = order.broker_order_id
+            if broker_order is not None and broker_order.broker_order_id:
+                broker_id = broker_order.broker_order_id
+            c.execute(
+                "UPDATE orders SET status = ?, broker_order_id = ?, updated_at = ? WHERE client_order_id = ?",
+                (stored.value, broker_id, at, client_order_id),
+            )
+            payload: dict[str, Any] = {"from": order.status, "requested": status, "to": stored}
+            payload["broker_order_id"] = broker_id
+            if broker_order is not None:
+                payload["broker_filled_qty"] = broker_order.filled_qty
+            self._audit(c, AuditKind.ORDER_STATUS, to_json(payload), now, run_id, client_order_id)
+            return stored
+
+    def _adopt(
+        self,
+        c: sqlite3.Connection,
+        cid: str,
+        status: OrderStatus,
+        bo: BrokerOrder,
+        now: dt.datetime,
+        run_id: str | None,
+    ) -> OrderStatus:
+        at = ts_text(now)
+        filled, avg = order_fill_totals(c, cid)
+        stored = resolve_status(None, status, filled, bo.qty, broker_report=True)
+        c.execute(
+            f"INSERT INTO orders ({ORDER_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (cid, bo.symbol, bo.side.value, dec_text(bo.qty), None, None, 0, "market", None, "day", 0,
+             stored.value, bo.broker_order_id, dec_text(filled), None if avg is None else dec_text(avg),
+             run_id, at, at),
+        )  # fmt: skip
+        payload = {"broker_order": bo.__dict__, "to": stored, "note": "order unknown to the ledger, adopted"}
+        self._audit(c, AuditKind.ADOPTED, to_json(payload), now, run_id, cid)
+        return stored
+
+    def get_order(self, client_order_id: str) -> LedgerOrder | None:
+        with self._read("get_order") as c:
+            row = c.execute(f"SELECT {ORDER_COLUMNS} FROM orders WHERE client_order_id = ?", (client_order_id,))
+            found = row.fetchone()
+        return None if found is None else order_from_row(found)
+
+    def orders(self, statuses: Iterable[OrderStatus] | None = None) -> list[LedgerOrder]:
+        sql = f"SELECT {ORDER_COLUMNS} FROM orders"
+        args: tuple[str, ...] = ()
+        if statuses is not None:
+            args = tuple(OrderStatus(s).value for s in statuses)
+            if not args:
+                return []
+            sql += f" WHERE status IN ({','.join('?' * len(args))})"
+        with self._read("orders") as c:
+            rows = c.execute(sql + " ORDER BY created_at, client_order_id", args).fetchall()
+        return [order_from_row(r) for r in rows]
+
+    def open_orders(self) -> list[LedgerOrder]:
+        """Orders not yet final, UNKNOWN and INTENDED included: reconciliation must settle each."""
+        return self.orders([s for s in OrderStatus if not s.is_terminal])
+
+    # --- fills, positions, cash -----------------------------------------------------------------
+
+    def apply_execution(self, execution: Execution, now: dt.datetime, run_id: str | None = None) -> bool:
+        """Apply one fill report once (A11). False, and nothing written, when its execution id is
+        already in the ledger; a same-id report that differs is noted as drift."""
+        e = execution
+        if e.qty <= 0 or e.price <= 0:
+            raise ValueError(f"execution {e.execution_id}: quantity and price must be positive")
+        at, ts = ts_text(now), ts_text(e.timestamp)
+        row = (e.execution_id, e.client_order_id, e.symbol, e.side.value, dec_text(e.qty), dec_text(e.price),
+               dec_text(e.commission), ts, at)  # fmt: skip
+        with self._write("apply_execution") as c:
+            cur = c.execute("INSERT OR IGNORE INTO fills VALUES (?,?,?,?,?,?,?,?,?)", row)
+            if cur.rowcount == 0:
+                old = c.execute("SELECT * FROM fills WHERE execution_id = ?", (e.execution_id,)).fetchone()
+                if not same_fill(old, row):
+                    payload = to_json({"execution_id": e.execution_id, "stored": old[:8], "received": row[:8]})
+                    self._audit(c, AuditKind.DRIFT, payload, now, run_id, e.client_order_id)
+                return False
+            position = fold_fill_into_position(c, e, ts, at)
+            cash = fold_fill_into_cash(c, e, ts, at)
+            status = fold_fill_into_order(c, e.client_order_id, at)
+            fill = {
+                "execution_id": e.execution_id, "symbol": e.symbol, "side": e.side, "qty": e.qty, "price": e.price,
+                "commission": e.commission, "ts": ts, "position_qty": position.qty,
+                "position_avg_price": position.avg_price, "cash": cash, "order_status": status,
+            }  # fmt: skip
+            self._audit(c, AuditKind.FILL, to_json(fill), now, run_id, e.client_order_id)
+            return True
+
+    def fills(self, client_order_id: str | None = None) -> list[Execution]:
+        sql = "SELECT execution_id, client_order_id, symbol, side, qty, price, commission, ts FROM fills"
+        args: tuple[str, ...] = () if client_order_id is None else (client_order_id,)
+        if client_order_id is not None:
+            sql += " WHERE client_order_id = ?"
+        with self._read("fills") as c:
+            rows = c.execute(sql + " ORDER BY ts, execution_id", args).fetchall()
+        return [
+            Execution(eid, cid, sym, Side(side), Decimal(q), Decimal(p), Decimal(fee), dt.datetime.fromisoformat(ts))
+            for eid, cid, sym, side, q, p, fee, ts in rows
+        ]
+
+    def last_fill_time(self) -> dt.datetime | None:
+        """The newest execution timestamp: where a re-fetch after a reconnect starts (B5)."""
+        with self._read("last_fill_time") as c:
+            return ts_value(c.execute("SELECT MAX(ts) FROM fills").fetchone()[0])
+
+    def positions(self) -> dict[str, Position]:
+        """Open positions (flat symbols left out)."""
+        with self._read("positions") as c:
+            rows = c.execute("SELECT symbol, qty, avg_price FROM positions ORDER BY symbol").fetchall()
+        out = {s: Position(s, Decimal(q), Decimal(a)) for s, q, a in rows}
+        return {s: p for s, p in out.items() if p.qty != 0}
+
+    def recompute_positions(self) -> dict[str, Position]:
+        """Positions folded from fills and adjustments alone; equal to `positions()` by design."""
+        with self._read("recompute_positions") as c:
+            symbols = [
+                r[0] for r in c.execute("SELECT symbol FROM fills UNION SELECT symbol FROM position_adjustments")
+            ]
+            folded = [fold_symbol(c, s)[0] for s in sorted(symbols)]
+        return {p.symbol: p for p in folded if p.qty != 0}
+
+    def cash(self) -> Decimal:
+        with self._read("cash") as c:
+            return Decimal(c.execute("SELECT balance FROM cash WHERE id = 1").fetchone()[0])
+
+    def recompute_cash(self) -> Decimal:
+        with self._read("recompute_cash") as c:
+            return fold_cash(c)[0]
+
+    def set_cash(self, value: Decimal, reason: str, now: dt.datetime, run_id: str | None = None) -> Decimal:
+        """Adopt a cash balance as of `now` (the broker's, B6, or a deposit): an audited EXTERNAL
+        adjustment. Returns the stored balance (fills stamped after `now` stay on top)."""
+        at = ts_text(now)
+        with self._write("set_cash") as c:
+            before = Decimal(c.execute("SELECT balance FROM cash WHERE id = 1").fetchone()[0])
+            c.execute(
+                "INSERT INTO cash_adjustments (balance, ts, reason) VALUES (?,?,?)", (dec_text(value), at, reason)
+            )
+            balance, as_of = fold_cash(c)
+            c.execute(
+                "UPDATE cash SET balance = ?, as_of = ?, updated_at = ? WHERE id = 1", (dec_text(balance), as_of, at)
+            )
+            payload = {"what": "cash", "from": before, "to": balance, "adopted": value, "reason": reason}
+            self._audit(c, AuditKind.EXTERNAL_ADJUSTMENT, to_json(payload), now, run_id)
+            return balance
+
+    def adjust_position(
+        self,
+        symbol: str,
+        qty: Decimal,
+        avg_price: Decimal,
+        reason: str,
+        now: dt.datetime,
+        run_id: str | None = None,
+    ) -> Position:
+        """Adopt the broker's position as of `now` (B1 drift, B2 unknown position): an audited
+        EXTERNAL adjustment; later fills apply on top of it."""
+        at = ts_text(now)
+        with self._write("adjust_position") as c:
+            row = c.execute("SELECT qty, avg_price FROM positions WHERE symbol = ?", (symbol,)).fetchone()
+            c.execute(
+                "INSERT INTO position_adjustments (symbol, qty, avg_price, ts, reason) VALUES (?,?,?,?,?)",
+                (symbol, dec_text(qty), dec_text(avg_price), at, reason),
+            )
+            pos = store_position(c, fold_symbol(c, symbol), at)
+            payload = {
+                "what": "position", "symbol": symbol, "from_qty": None if row is None else row[0],
+                "from_avg_price": None if row is None else row[1], "to_qty": pos.qty, "to_avg_price": pos.avg_price,
+                "reason": reason,
+            }  # fmt: skip
+            self._audit(c, AuditKind.EXTERNAL_ADJUSTMENT, to_json(payload), now, run_id)
+            return pos
+
+    # --- trading state, sessions, P&L -----------------------------------------------------------
+
+    def trading_state(self) -> TradingStateRecord:
+        with self._read("trading_state") as c:
+            state, reason, since = c.execute("SELECT state, reason, since FROM trading_state WHERE id = 1").fetchone()
+        return TradingStateRecord(TradingState(state), reason, ts_value(since))
+
+    def set_trading_state(self, state: TradingState, reason: str, now: dt.datetime, run_id: str | None = None) -> bool:
+        """Persist the governor's state (E2/E3 survive a restart). False, and no audit row, when
+        nothing changes; `since` moves only when the state itself changes."""
+        at = ts_text(now)
+        with self._write("set_trading_state") as c:
+            old, old_reason = c.execute("SELECT state, reason FROM trading_state WHERE id = 1").fetchone()
+            if old == state.value and old_reason == reason:
+                return False
+            since_sql = "since" if old == state.value else "?"
+            args = (state.value, reason) + (() if old == state.value else (at,))
+            c.execute(f"UPDATE trading_state SET state = ?, reason = ?, since = {since_sql} WHERE id = 1", args)
+            payload = to_json({"from": old, "to": state, "reason": reason})
+            self._audit(c, AuditKind.STATE_CHANGE, payload, now, run_id)
+            return True
+
+    def start_session(self, session: dt.date, equity: Decimal, now: dt.datetime, run_id: str | None = None) -> bool:
+        """Anchor the daily-loss breaker (E2) at the session's first tick. Idempotent: False when the
+        session already has its anchor (a restart mid-session keeps the original start equity)."""
+        day, at = session.isoformat(), ts_text(now)
+        with self._write("start_session") as c:
+            if c.execute("SELECT 1 FROM daily_pnl WHERE session = ?", (day,)).fetchone():
+                return False
+            c.execute(
+                "INSERT INTO daily_pnl (session, start_equity, updated_at) VALUES (?,?,?)", (day, dec_text(equity), at)
+            )
+            c.execute(
+                "UPDATE trading_state SET session = ?, session_start_equity = ? WHERE id = 1", (day, dec_text(equity))
+            )
+            self._audit(c, AuditKind.SESSION_STARTED, to_json({"session": day, "start_equity": equity}), now, run_id)
+            return True
+
+    def session_start_equity(self, session: dt.date) -> Decimal | None:
+        with self._read("session_start_equity") as c:
+            row = c.execute("SELECT start_equity FROM daily_pnl WHERE session = ?", (session.isoformat(),)).fetchone()
+        return None if row is None else Decimal(row[0])
+
+    def update_peak(self, equity: Decimal) -> Decimal:
+        """Raise the equity high-water mark for the drawdown breaker (E3) and return it. Not audited:
+        it is a derived watermark that moves on most up-ticks; `reset_peak` (a human act) is."""
+        with self._write("update_peak") as c:
+            peak = dec_or_none(c.execute("SELECT peak_equity FROM trading_state WHERE id = 1").fetchone()[0])
+            if peak is not None and peak >= equity:
+                return peak
+            c.execute("UPDATE trading_state SET peak_equity = ? WHERE id = 1", (dec_text(equity),))
+            return equity
+
+    def peak_equity(self) -> Decimal | None:
+        with self._read("peak_equity") as c:
+            return dec_or_none(c.execute("SELECT peak_equity FROM trading_state WHERE id = 1").fetchone()[0])
+
+    def reset_peak(self, equity: Decimal, reason: str, now: dt.datetime, run_id: str | None = None) -> None:
+        """Restart the drawdown measure from `equity` (with a human resume after E3), audited."""
+        with self._write("reset_peak") as c:
+            old = c.execute("SELECT peak_equity FROM trading_state WHERE id = 1").fetchone()[0]
+            c.execute("UPDATE trading_state SET peak_equity = ? WHERE id = 1", (dec_text(equity),))
+            payload = to_json({"from": old, "to": equity, "reason": reason})
+            self._audit(c, AuditKind.PEAK_RESET, payload, now, run_id)
+
+    def record_daily_pnl(
+        self,
+        session: dt.date,
+        end_equity: Decimal,
+        realized: Decimal,
+        unrealized: Decimal,
+        now: dt.datetime,
+        run_id: str | None = None,
+    ) -> None:
+        """Update the session's P&L row (the session must have been started)."""
+        day = session.isoformat()
+        with self._write("record_daily_pnl") as c:
+            cur = c.execute(
+                "UPDATE daily_pnl SET end_equity = ?, realized = ?, unrealized = ?, updated_at = ? WHERE session = ?",
+                (dec_text(end_equity), dec_text(realized), dec_text(unrealized), ts_text(now), day),
+            )
+            if cur.rowcount == 0:
+                raise KeyError(f"session {day} was never started in the ledger")
+            payload = {"session": day, "end_equity": end_equity, "realized": realized, "unrealized": unrealized}
+            self._audit(c, AuditKind.DAILY_PNL, to_json(payload), now, run_id)
+
+    def daily_pnl(self, session: dt.date) -> DailyPnl | None:
+        with self._read("daily_pnl") as c:
+            row = c.execute(
+                "SELECT start_equity, end_equity, realized, unrealized FROM daily_pnl WHERE session = ?",
+                (session.isoformat(),),
+            ).fetchone()
+        if row is None:
+            return None
+        return DailyPnl(session, Decimal(row[0]), dec_or_none(row[1]), Decimal(row[2]), Decimal(row[3]))
+
+    # --- ticks and audit ------------------------------------------------------------------------
+
+    def record_tick(
+        self, key: str, status: str, report: Mapping[str, Any], now: dt.datetime, run_id: str | None = None
+    ) -> None:
+        """Insert or update the tick's record (see `make_tick_key`)."""
+        at, body = ts_text(now), to_json(dict(report))
+        with self._write("record_tick") as c:
+            c.execute(
+                "INSERT INTO ticks (key, status, report, created_at, updated_at) VALUES (?,?,?,?,?) "
+                "ON CONFLICT(key) DO UPDATE SET status = excluded.status, report = excluded.report, "
+                "updated_at = excluded.updated_at",
+                (key, status, body, at, at),
+            )
+            self._audit(c, AuditKind.TICK_RECORDED, to_json({"key": key, "status": status}), now, run_id)
+
+    def tick_seen(self, key: str) -> bool:
+        with self._read("tick_seen") as c:
+            return c.execute("SELECT 1 FROM ticks WHERE key = ?", (key,)).fetchone() is not None
+
+    def get_tick(self, key: str) -> TickRecord | None:
+        return self._tick("WHERE key = ?", (key,))
+
+    def last_tick(self) -> TickRecord | None:
+        return self._tick("ORDER BY updated_at DESC, rowid DESC LIMIT 1", ())
+
+    def _tick(self, clause: str, args: tuple[str, ...]) -> TickRecord | None:
+        with self._read("ticks") as c:
+            row = c.execute(f"SELECT key, status, report, created_at, updated_at FROM ticks {clause}", args).fetchone()
+        if row is None:
+            return None
+        created, updated = ts_value(row[3]), ts_value(row[4])
+        assert created is not None
+        assert updated is not None
+        return TickRecord(row[0], row[1], json.loads(row[2]), created, updated)
+
+    def audit(
+        self,
+        kind: str,
+        payload: Mapping[str, Any],
+        now: dt.datetime,
+        run_id: str | None = None,
+        client_order_id: str | None = None,
+    ) -> int:
+        """Append one audit row and return its id."""
+        body = to_json(dict(payload))
+        with self._write("audit") as c:
+            return self._audit(c, kind, body, now, run_id, client_order_id)
+
+    def audit_rows(self, since_id: int = 0) -> list[AuditRow]:
+        """Audit rows with id > since_id, in the order they were written."""
+        with self._read("audit_rows") as c:
+            rows = c.execute(
+                "SELECT id, ts, run_id, kind, client_order_id, payload FROM audit WHERE id > ? ORDER BY id", (since_id,)
+            ).fetchall()
+        out = []
+        for rid, ts, run_id, kind, cid, body in rows:
+            when = ts_value(ts)
+            assert when is not None
+            out.append(AuditRow(int(rid), when, run_id, kind, cid, json.loads(body)))
+        return out
+
+    def dump(self) -> dict[str, list[dict[str, Any]]]:
+        """Every table, every row, as plain values: for debugging and for the F2 secret grep."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        with self._read("dump") as c:
+            for table in TABLES:
+                cur = c.execute(f"SELECT * FROM {table}")  # table names come from our own constant
+                names = [d[0] for d in cur.description]
+                out[table] = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        return out

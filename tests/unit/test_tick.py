@@ -1,0 +1,211 @@
+"""run_tick against the FakeBroker's fault modes, the real ledger, the real risk governor and real
+SPY features (RELIABILITY A, B, C, D3, E1, F3)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pandas as pd
+import pytest
+
+from tradeflow.calendar import default_calendar
+from tradeflow.core.decide import RuleDecider
+from tradeflow.core.tick import TickRuntime, run_tick, stop_trading
+from tradeflow.data.sources.files import read_bar_file
+from tradeflow.domain import OrderStatus, TradingState
+from tradeflow.errors import DataStaleError
+from tradeflow.execution.fake import FakeBroker
+from tradeflow.features import DEFAULT_SPEC, features_for_live
+from tradeflow.ledger import Ledger
+from tradeflow.risk import RiskGovernor, RiskLimits
+from tradeflow.strategies import make_strategy
+
+OPEN_NOW = pd.Timestamp("2024-01-25 15:00", tz="UTC")  # 10:00 New York, a session
+LAST_SESSION = "2024-01-24"
+
+
+@pytest.fixture(scope="module")
+def live_features(real_data):
+    spy = read_bar_file(real_data / "SPY.csv", "SPY")
+    vix = read_bar_file(real_data / "VIX.csv", "^VIX")
+    return features_for_live(spy, vix, DEFAULT_SPEC, session=LAST_SESSION)
+
+
+class Clock:
+    def __init__(self, now: pd.Timestamp) -> None:
+        self.now = now.to_pydatetime()
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+@pytest.fixture
+def world(tmp_path, live_features):
+    clock = Clock(OPEN_NOW)
+    broker = FakeBroker(clock)
+    broker.set_price("SPY", Decimal(str(live_features.bars["close"].iloc[-1])))
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    strategy = {"name": "buy_and_hold"}
+
+    def runtime(**overrides):
+        base = dict(
+            calendar=default_calendar(),
+            broker=broker,
+            ledger=ledger,
+            governor=RiskGovernor(RiskLimits()),
+            decider=lambda: RuleDecider(make_strategy(strategy["name"])),
+            market_data=lambda now: live_features,
+            strategy="test",
+            symbol="SPY",
+        )
+        base.update(overrides)
+        return TickRuntime(**base)
+
+    yield clock, broker, ledger, runtime, strategy
+    ledger.close()
+
+
+def kinds(ledger, cid):
+    return [r.kind for r in ledger.audit_rows() if r.client_order_id == cid]
+
+
+def test_c1_closed_market_tick_is_skipped_without_touching_the_broker(world):
+    _, broker, _, runtime, _ = world
+    report = run_tick(runtime(), pd.Timestamp("2024-01-27 15:00", tz="UTC"))  # a Saturday
+    assert report.status == "SKIPPED_MARKET_CLOSED"
+    assert sum(broker.calls.values()) == 0
+
+
+def test_first_tick_buys_to_target_and_ledger_matches_the_broker(world):
+    _, broker, ledger, runtime, _ = world
+    report = run_tick(runtime(), OPEN_NOW)
+    assert report.status == "TRADED"
+    [cid] = report.orders_sent
+    assert len(broker.broker_orders_for(cid)) == 1
+    assert ledger.positions()["SPY"].qty == broker.positions()["SPY"].qty > 0
+    assert report.target_weight == 1.0
+
+
+def test_a7_same_tick_twice_sends_orders_once_and_notes_the_duplicate(world):
+    _, broker, ledger, runtime, _ = world
+    first = run_tick(runtime(), OPEN_NOW)
+    second = run_tick(runtime(), OPEN_NOW)
+    assert second.status == "DUPLICATE_TICK"
+    assert second.orders_sent == []
+    assert broker.calls["submit"] == 1
+    assert "duplicate_tick" in [r.kind for r in ledger.audit_rows()]
+    later = run_tick(runtime(), OPEN_NOW + pd.Timedelta(minutes=5))  # a later tick, same session
+    assert later.status == "NO_ACTION"
+    assert len(broker.broker_orders_for(first.orders_sent[0])) == 1
+
+
+def test_a1_timeout_after_accept_is_ambiguous_then_adopted_with_one_broker_order_and_f3_chain(world):
+    _, broker, ledger, runtime, _ = world
+    broker.accept_then_timeout()
+    report = run_tick(runtime(), OPEN_NOW)
+    [cid] = report.orders_sent
+    assert len(broker.broker_orders_for(cid)) == 1
+    assert broker.calls["submit"] == 1  # never resent
+    chain = kinds(ledger, cid)
+    for earlier, later in [("intent", "submit_attempt"), ("submit_attempt", "ambiguous"),
+                           ("ambiguous", "reconcile_lookup"), ("reconcile_lookup", "adopted")]:  # fmt: skip
+        assert chain.index(earlier) < chain.index(later), chain
+    rows = [r for r in ledger.audit_rows() if r.client_order_id == cid]
+    assert all(r.run_id == "local" for r in rows)
+    assert ledger.get_order(cid).status is not OrderStatus.UNKNOWN
+
+
+def test_a2_429_backs_off_and_resends_under_the_same_client_id(world):
+    _, broker, _, runtime, _ = world
+    broker.reject_429(times=2)
+    slept: list[float] = []
+    report = run_tick(runtime(sleep=slept.append), OPEN_NOW)
+    [cid] = report.orders_sent
+    assert broker.calls["submit"] == 3
+    assert len(broker.broker_orders_for(cid)) == 1
+    assert slept == [2.0, 4.0]
+
+
+def test_a3_duplicate_client_id_is_adopted_not_resent(world):
+    _, broker, ledger, runtime, _ = world
+    broker.reject_duplicate_client_id()
+    report = run_tick(runtime(), OPEN_NOW)
+    [cid] = report.orders_sent
+    assert len(broker.broker_orders_for(cid)) == 1
+    assert ledger.get_order(cid).broker_order_id is not None
+
+
+def test_b3_unanswered_position_query_blocks_trading(world):
+    _, broker, _, runtime, _ = world
+    broker.query_failure(("positions",))
+    report = run_tick(runtime(), OPEN_NOW)
+    assert report.status == "BLOCKED_STATE_UNKNOWN"
+    assert broker.calls["submit"] == 0
+    assert report.alerts
+
+
+def test_b1_manual_trade_drift_is_adopted_audited_and_sets_reducing(world):
+    clock, broker, ledger, runtime, _ = world
+    run_tick(runtime(), OPEN_NOW)
+    held = broker.positions()["SPY"].qty
+    broker.position_drift("SPY", 50)
+    clock.now = (OPEN_NOW + pd.Timedelta(minutes=5)).to_pydatetime()
+    report = run_tick(runtime(), OPEN_NOW + pd.Timedelta(minutes=5))
+    assert ledger.positions()["SPY"].qty == held + 50
+    assert any("drift" in a for a in report.alerts)
+    assert ledger.trading_state().state is TradingState.REDUCING
+    assert "external_adjustment" in [r.kind for r in ledger.audit_rows()] or any(
+        "EXTERNAL" in str(r.payload) for r in ledger.audit_rows()
+    )
+
+
+def test_d3_stale_data_means_no_trade(world):
+    _, broker, _, runtime, _ = world
+
+    def stale(now):
+        raise DataStaleError.__new__(DataStaleError)
+
+    report = run_tick(runtime(market_data=stale), OPEN_NOW)
+    assert report.status == "DATA_STALE"
+    assert broker.calls["submit"] == 0
+
+
+def test_e1_kill_switch_blocks_opening_orders_but_lets_a_closing_order_through(world):
+    _, broker, ledger, runtime, strategy = world
+    run_tick(runtime(), OPEN_NOW)
+    stop_trading(ledger, "operator pressed stop", OPEN_NOW)
+    strategy["name"] = "buy_and_hold"
+    blocked = run_tick(runtime(strategy="other"), OPEN_NOW + pd.Timedelta(minutes=5))
+    assert blocked.orders_sent == [] or blocked.status == "NO_ACTION"
+    # A flat target reduces the position: allowed through the kill switch.
+    flat = type("Flat", (), {"name": "flat", "targets": lambda self, f: [0.0] * len(f)})()
+    report = run_tick(runtime(decider=lambda: RuleDecider(flat)), OPEN_NOW + pd.Timedelta(minutes=10))
+    assert report.status == "TRADED", report.to_dict()
+    assert broker.positions().get("SPY") is None or broker.positions()["SPY"].qty == 0
+
+
+def test_e1_kill_switch_denies_an_opening_order_with_a_reason_code(world):
+    _, broker, ledger, runtime, _ = world
+    stop_trading(ledger, "maintenance", OPEN_NOW)
+    report = run_tick(runtime(), OPEN_NOW)
+    assert broker.calls["submit"] == 0
+    assert report.denials
+    assert report.denials[0]["reason"] in ("KILL_SWITCH", "NOT_REDUCING", "STATE_HALTED", "HALTED")
+
+
+def test_a9_partial_fill_then_cancel_sizes_the_follow_up_from_the_broker_position(world):
+    clock, broker, ledger, runtime, _ = world
+    broker.partial_fill_then_cancel(filled=40)
+    first = run_tick(runtime(), OPEN_NOW)
+    [cid] = first.orders_sent
+    later = OPEN_NOW + pd.Timedelta(minutes=5)
+    clock.now = later.to_pydatetime()
+    second = run_tick(runtime(), later)
+    order = ledger.get_order(cid)
+    assert order.filled_qty == 40
+    assert order.status is OrderStatus.CANCELLED
+    [follow_up] = second.orders_sent
+    assert follow_up != cid
+    assert ledger.get_order(follow_up).qty == ledger.get_order(cid).qty - 40
+    assert broker.positions()["SPY"].qty == ledger.positions()["SPY"].qty
