@@ -209,3 +209,101 @@ def test_a9_partial_fill_then_cancel_sizes_the_follow_up_from_the_broker_positio
     assert follow_up != cid
     assert ledger.get_order(follow_up).qty == ledger.get_order(cid).qty - 40
     assert broker.positions()["SPY"].qty == ledger.positions()["SPY"].qty
+
+
+def later(clock, minutes: int) -> pd.Timestamp:
+    t = OPEN_NOW + pd.Timedelta(minutes=minutes)
+    clock.now = t.to_pydatetime()
+    return t
+
+
+def test_a6_ledger_failure_after_accept_goes_reducing_and_the_next_tick_reconciles_the_fill(world, monkeypatch):
+    from tradeflow.errors import LedgerError
+
+    clock, broker, ledger, runtime, _ = world
+    real = ledger.set_order_status
+
+    def failing(cid, status, now, broker_order=None, run_id=None):
+        if broker_order is not None:  # the write of the broker's acknowledgement
+            raise LedgerError("database is locked")
+        return real(cid, status, now, broker_order=broker_order, run_id=run_id)
+
+    monkeypatch.setattr(ledger, "set_order_status", failing)
+    report = run_tick(runtime(), OPEN_NOW)
+    assert report.status == "LEDGER_UNAVAILABLE"
+    assert report.alerts
+    assert ledger.trading_state().state is TradingState.REDUCING
+    assert broker.calls["submit"] == 1
+    monkeypatch.setattr(ledger, "set_order_status", real)
+    nxt = run_tick(runtime(), later(clock, 5))
+    assert ledger.positions()["SPY"].qty == broker.positions()["SPY"].qty
+    assert ledger.trading_state().state is TradingState.ACTIVE
+    assert broker.calls["submit"] == 1, nxt.to_dict()  # reconciled, not re-sent
+
+
+def test_a10_unknown_error_code_is_ambiguous_reconciled_and_not_a_failure(world):
+    _, broker, ledger, runtime, _ = world
+    broker.unknown_error_code()
+    report = run_tick(runtime(), OPEN_NOW)
+    [cid] = report.orders_sent
+    assert len(broker.broker_orders_for(cid)) == 1
+    assert ledger.get_order(cid).status is not OrderStatus.REJECTED
+    assert "ambiguous" in kinds(ledger, cid)
+
+
+def test_a11_duplicated_executions_are_applied_once(world):
+    clock, broker, ledger, runtime, _ = world
+    broker.duplicate_execution()
+    run_tick(runtime(), OPEN_NOW)
+    run_tick(runtime(), later(clock, 5))
+    assert ledger.positions()["SPY"].qty == broker.positions()["SPY"].qty
+    assert ledger.recompute_positions()["SPY"].qty == broker.positions()["SPY"].qty
+
+
+def test_b2_broker_side_liquidation_is_adopted_and_the_next_order_sized_from_the_broker(world):
+    clock, broker, ledger, runtime, _ = world
+    run_tick(runtime(), OPEN_NOW)
+    held = broker.positions()["SPY"].qty
+    price = broker.core.reference_price("SPY")
+    broker.position_drift("SPY", -held)  # liquidated at the broker: shares gone, proceeds credited
+    broker.cash_drift(held * price)
+    report = run_tick(runtime(), later(clock, 5))
+    assert ledger.positions().get("SPY") is None or ledger.positions()["SPY"].qty == 0
+    assert any("drift" in a for a in report.alerts)
+    assert ledger.trading_state().state is TradingState.REDUCING
+    assert report.orders_sent == []  # REDUCING: no re-entry until acknowledged
+
+
+def test_b4_submitted_order_not_found_then_found_is_adopted_never_resent(world):
+    clock, broker, ledger, runtime, _ = world
+    broker.accept_then_timeout().not_found_then_found(times=1)
+    first = run_tick(runtime(), OPEN_NOW)
+    assert first.orders_sent == []
+    [order] = ledger.orders()
+    assert order.status is OrderStatus.UNKNOWN
+    second = run_tick(runtime(), later(clock, 5))
+    assert ledger.get_order(order.client_order_id).status is not OrderStatus.UNKNOWN
+    assert len(broker.broker_orders_for(order.client_order_id)) == 1
+    assert broker.calls["submit"] == 1, second.to_dict()
+
+
+def test_b5_disconnect_mid_fill_blocks_then_refetches_missed_fills(world):
+    clock, broker, ledger, runtime, _ = world
+    broker.disconnect_mid_fill()
+    run_tick(runtime(), OPEN_NOW)
+    blocked = run_tick(runtime(), later(clock, 5))
+    assert blocked.status == "BLOCKED_STATE_UNKNOWN"
+    broker.reconnect()
+    run_tick(runtime(), later(clock, 10))
+    assert ledger.positions()["SPY"].qty == broker.positions()["SPY"].qty
+    assert sorted(f.execution_id for f in ledger.fills()) == sorted(e.execution_id for e in broker.core.executions())
+
+
+def test_b6_cash_drift_alerts_sizes_from_broker_cash_and_large_drift_sets_reducing(world):
+    clock, broker, ledger, runtime, _ = world
+    run_tick(runtime(), OPEN_NOW)
+    broker.cash_drift(-5_000)  # 5% of equity vanished at the broker
+    report = run_tick(runtime(), later(clock, 5))
+    assert any("cash drift" in a for a in report.alerts)
+    assert ledger.cash() == broker.account().cash
+    assert ledger.trading_state().state is TradingState.REDUCING

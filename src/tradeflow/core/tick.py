@@ -30,6 +30,8 @@ from tradeflow.risk import RiskContext, RiskGovernor
 
 log = logging.getLogger("tradeflow.tick")
 
+LEDGER_FAILURE = "ledger failure: no new entries until the ledger is healthy"
+
 NON_TERMINAL = (
     OrderStatus.INTENDED,
     OrderStatus.SUBMITTED,
@@ -147,6 +149,13 @@ def run_tick(rt: TickRuntime, now: Any) -> TickReport:
         return _finish(rt, report, None, now_dt)
     report.positions = {s: str(p.qty) for s, p in book.positions.items() if p.qty}
     report.cash, report.equity = str(book.account.cash), str(book.account.equity)
+    current = rt.ledger.trading_state()
+    if current.state is TradingState.REDUCING and current.reason == LEDGER_FAILURE:
+        # Reconcile just wrote to the ledger: it is healthy again, and the broker's fills are in it.
+        rt.ledger.set_trading_state(
+            TradingState.ACTIVE, "ledger healthy again after reconcile", now_dt, run_id=rt.run_id
+        )
+        report.notes.append("ledger healthy again: REDUCING lifted after reconcile")
     report.alerts.extend(book.alerts)
     report.notes.extend(book.notes)
 
@@ -238,6 +247,10 @@ def run_tick(rt: TickRuntime, now: Any) -> TickReport:
         except LedgerError as exc:  # A6: accepted at the broker, ledger write failed
             report.alerts.append(f"ledger write failed around {intent.client_order_id}: {exc}; REDUCING")
             report.status = "LEDGER_UNAVAILABLE"
+            try:  # best effort: the next tick reconciles the broker's order and fills into the ledger
+                rt.ledger.set_trading_state(TradingState.REDUCING, LEDGER_FAILURE, now_dt, run_id=rt.run_id)
+            except LedgerError:
+                report.alerts.append("could not even record REDUCING: the ledger is down")
             return _finish(rt, report, None, now_dt)
         if sent:
             report.orders_sent.append(intent.client_order_id)

@@ -1,0 +1,208 @@
+"""Paper replay: the real tick, day by day over a past window, with the sim broker and a simulated
+clock, so the trading path can be held against the backtest (issue 4, item 7).
+
+Timing is the backtest's (tradeflow.sim.portfolio): a target decided on the close of session t is
+executed at the OPEN of session t+1, and equity is marked at each close. For each session s_k of the
+window after the first, the replay
+  1. sets the sim broker's reference price to the open of s_k (and the day's volume, for the impact
+     term), so a market order fills at that open through the shared CostModel, as `rebalance` does;
+  2. runs `run_tick` at `tick_time` New York time on s_k (09:35, the first cron slot after the open),
+     with market data ending at s_{k-1}: the last completed session, what a live tick sees;
+  3. sets the reference price to the close of s_k and marks equity (the broker's cash + shares x close).
+Session s_0 is flat with equity = capital, as in `evaluate_targets`; the decision taken on the last
+close is never executed, as there.
+
+Prices: dividend-adjusted by default, like the backtest. The sim broker knows no dividend events, so
+the replay hands the tick bars whose prices are already adjusted (scaled by adj_close / close, with
+adj_close = close): the tick's sizing price, the fill price and the mark are the backtest's prices.
+The feature frame is untouched (it is built from adjusted prices anyway). `adjust_dividends=False`
+replays raw prices; compare it with `evaluate_targets` on `MarketArrays.from_bars(bars,
+adjust_dividends=False)`. Either way both sides must use the same prices: that is the parity.
+
+What cannot match exactly, by design of the tick (so parity is "within cost rounding"):
+- whole shares: the tick floors the target to whole shares, the backtest trades fractions, so up to
+  one share's value (~0.4% of 100k in SPY) stays in cash;
+- sizing price: the tick sizes on the last close it knows (s_{k-1}) and fills at the open of s_k,
+  the backtest sizes on that open; and `cash_buffer` keeps a fraction of equity back;
+- an order the broker refuses (a gap-up open making a fully invested buy unaffordable) is not
+  resized as `rebalance` resizes it: the tick tries again at the next tick.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tradeflow.calendar import MarketCalendar, default_calendar
+from tradeflow.core.decide import Decider, RuleDecider
+from tradeflow.core.tick import TickReport, TickRuntime, run_tick
+from tradeflow.errors import InputError
+from tradeflow.execution.sim import SimBroker
+from tradeflow.features import DEFAULT_SPEC, Features, FeatureSpec, build_features, features_for_live
+from tradeflow.ledger import Ledger
+from tradeflow.risk import RiskGovernor, RiskLimits
+from tradeflow.sim import CostModel
+from tradeflow.strategies import Strategy
+
+NEW_YORK = "America/New_York"
+_PRICE_COLUMNS = ("open", "high", "low", "close")
+_FILL_COLUMNS = ("session", "client_order_id", "shares", "price", "commission")
+
+
+@dataclass(frozen=True)
+class LiveBars:
+    """Gated bars instead of precomputed features: every tick then calls `features_for_live` on the
+    bars up to the previous session, exactly as a live tick does (slower: one feature build a tick)."""
+
+    bars: pd.DataFrame
+    vix: pd.DataFrame | None
+    spec: FeatureSpec = DEFAULT_SPEC
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    strategy: str
+    equity: pd.Series  # at each close of the window, indexed by session; equity[0] = capital
+    fills: pd.DataFrame  # one row per execution (_FILL_COLUMNS), `session` = the session it filled in
+    reports: tuple[TickReport, ...]  # one per tick, sessions 1..n-1 of the window
+
+    @property
+    def returns(self) -> pd.Series:
+        """Simple close-to-close returns, from the window's second session (as BacktestResult's)."""
+        return self.equity.pct_change().iloc[1:].rename("returns")
+
+    def statuses(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.reports:
+            out[r.status] = out.get(r.status, 0) + 1
+        return out
+
+
+class _Clock:
+    """The simulated clock the broker stamps orders and fills with: set by the replay, never read from the OS."""
+
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+def adjusted_features(features: Features) -> Features:
+    """The same features with dividend-adjusted bars (adj_close = close), so the tick sizes, fills and
+    marks on the prices `features.market()` gives the backtest."""
+    bars = features.bars.copy()
+    factor = bars["adj_close"].to_numpy(dtype=float) / bars["close"].to_numpy(dtype=float)
+    for column in _PRICE_COLUMNS:
+        bars[column] = bars[column].to_numpy(dtype=float) * factor
+    bars["adj_close"] = bars["close"]
+    return replace(features, bars=bars)
+
+
+def _instant(session: pd.Timestamp, at: dt.time) -> pd.Timestamp:
+    return pd.Timestamp(dt.datetime.combine(session.date(), at)).tz_localize(NEW_YORK).tz_convert("UTC")
+
+
+def _window(sessions: np.ndarray, start: object, end: object) -> tuple[int, int]:
+    s = pd.DatetimeIndex(sessions)
+    i0 = int(s.searchsorted(pd.Timestamp(start).normalize(), side="left"))  # type: ignore[arg-type]
+    i1 = int(s.searchsorted(pd.Timestamp(end).normalize(), side="right"))  # type: ignore[arg-type]
+    if i1 - i0 < 2:
+        raise InputError(f"the replay window {start}..{end} holds {max(i1 - i0, 0)} feature session(s); need 2+")
+    if i0 == 0:
+        # The first tick needs the features of the session before the window (the decision it executes).
+        raise InputError(f"the replay window starts at the first feature session {s[0].date()}: no decision before it")
+    return i0, i1
+
+
+def replay(
+    data: Features | LiveBars,
+    strategy: Strategy | Decider,
+    start: object,
+    end: object,
+    *,
+    cost: CostModel | None = None,
+    capital: float = 100_000.0,
+    cash_buffer: float = 0.0,
+    limits: RiskLimits | None = None,
+    adjust_dividends: bool = True,
+    tick_time: dt.time = dt.time(9, 35),
+    calendar: MarketCalendar | None = None,
+    workdir: Path | None = None,
+) -> ReplayResult:
+    """Replay `strategy` through `run_tick` over the sessions in [start, end] (inclusive).
+
+    The ledger lives in `workdir` (kept, for inspection) or in a temporary folder (removed); the sim
+    broker keeps its books in memory. Nothing here reads the wall clock.
+    """
+    full = data if isinstance(data, Features) else build_features(data.bars, data.vix, data.spec)
+    priced = adjusted_features(full) if adjust_dividends else full
+    sessions = pd.DatetimeIndex(full.sessions)
+    i0, i1 = _window(full.sessions, start, end)
+    opens = priced.bars["open"].to_numpy(dtype=float)
+    closes = priced.bars["close"].to_numpy(dtype=float)
+    volumes = priced.bars["volume"].to_numpy(dtype=float)
+    decider: Decider = strategy if hasattr(strategy, "target") else RuleDecider(strategy)  # type: ignore[arg-type]
+    symbol = full.symbol
+    cal = calendar or default_calendar()
+
+    def market_data_until(row: int) -> Features:
+        """Features whose last row is `row` (the previous session), the way a live tick gets them."""
+        if isinstance(data, Features):
+            return priced.slice(0, row + 1)  # features are causal: the slice IS what a rebuild would give
+        last = sessions[row]
+        bars = data.bars[data.bars["session"] <= last].reset_index(drop=True)
+        vix = None if data.vix is None else data.vix[data.vix["session"] <= last].reset_index(drop=True)
+        live = features_for_live(bars, vix, data.spec, session=last)
+        return adjusted_features(live) if adjust_dividends else live
+
+    clock = _Clock(_instant(sessions[i0], tick_time).to_pydatetime())
+    broker = SimBroker(None, clock=clock, cost=cost or CostModel(), initial_cash=Decimal(str(capital)))
+    equity = [float(capital)]
+    reports: list[TickReport] = []
+    with tempfile.TemporaryDirectory(prefix="tradeflow-replay-") as tmp:
+        ledger = Ledger((workdir or Path(tmp)) / "ledger.sqlite")
+        try:
+            for row in range(i0 + 1, i1):
+                now = _instant(sessions[row], tick_time)
+                clock.now = now.to_pydatetime()
+                broker.set_price(symbol, Decimal(str(opens[row])), volumes[row])
+                features = market_data_until(row - 1)
+                runtime = TickRuntime(
+                    calendar=cal,
+                    broker=broker,
+                    ledger=ledger,
+                    governor=RiskGovernor(limits or RiskLimits()),
+                    decider=lambda: decider,
+                    market_data=lambda _now, f=features: f,  # type: ignore[misc]
+                    strategy=decider.name,
+                    symbol=symbol,
+                    run_id=f"replay-{sessions[row].date().isoformat()}",
+                    cash_buffer=cash_buffer,
+                )
+                reports.append(run_tick(runtime, now))
+                clock.now = _instant(sessions[row], dt.time(16, 0)).to_pydatetime()
+                broker.set_price(symbol, Decimal(str(closes[row])), volumes[row])
+                broker.end_session(sessions[row].date())  # DAY orders left open expire, as at a broker
+                equity.append(float(broker.account().equity))
+        finally:
+            ledger.close()
+    rows = [
+        (
+            pd.Timestamp(e.timestamp).tz_convert(NEW_YORK).tz_localize(None).normalize(),
+            e.client_order_id,
+            float(e.qty if e.side.value == "buy" else -e.qty),
+            float(e.price),
+            float(e.commission),
+        )
+        for e in broker.executions()
+    ]
+    fills = pd.DataFrame(rows, columns=list(_FILL_COLUMNS))
+    index = pd.DatetimeIndex(sessions[i0:i1], name="session")
+    return ReplayResult(decider.name, pd.Series(equity, index=index, name="equity"), fills, tuple(reports))
