@@ -113,4 +113,5 @@ def build_tick_runtime(
         abandon_after=dt.timedelta(seconds=trading.abandon_after_s),
         cash_tolerance=trading.cash_tolerance,
         cash_buffer=trading.cash_buffer,
+        rebalance_band=trading.rebalance_band,
     )

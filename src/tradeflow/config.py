@@ -67,6 +67,10 @@ class TradingSettings(BaseModel):
     # Sizing keeps this fraction of equity back for spread, slippage and commission, so a fully
     # invested target does not fail the broker's buying-power check.
     cash_buffer: float = Field(0.005, ge=0, lt=0.5)
+    # No trade unless the change is worth at least this fraction of equity (exits always trade):
+    # without it, every 5-minute tick would churn 1-share orders as equity moves (the backtest trades
+    # only when the target changes).
+    rebalance_band: float = Field(0.05, ge=0, lt=1)
     # Broker vs ledger cash may differ by this fraction before an alert; twice this sets REDUCING (B6).
     cash_tolerance: float = Field(0.01, ge=0)
 

@@ -55,37 +55,41 @@ def shares(weight: Decimal, equity: Decimal, price: Decimal) -> Decimal:
     return (weight * equity / price).to_integral_value()
 
 
+def sometimes(draw: st.DrawFn, odds: int) -> bool:
+    return draw(st.integers(1, odds)) == 1
+
+
 @st.composite
 def scenarios(draw: st.DrawFn) -> tuple[RiskLimits, RiskContext, list[OrderIntent]]:
-    """Limits, a context and a batch of intents, drawn together so counts land near their caps.
-    Half the contexts are calm (ACTIVE, no kill switch, no loss): a context that only denies proves
-    little about the limits."""
+    """Limits, a context and a batch of intents, drawn together so counts land near their caps. Each
+    hazard (kill switch, a restricted state, a loss, a drawdown, an unanswered query, a full limiter)
+    comes now and then and mostly alone: a context that only denies proves little about the limits."""
     limits = draw(limits_st)
-    calm = draw(st.booleans())
     closes = {s: D(draw(st.integers(10, 300))) for s in SYMBOLS}
-    prices = {s: c * draw(PRICE_FACTORS) for s, c in closes.items() if draw(st.integers(0, 9)) > 0}
+    prices = {s: c * draw(PRICE_FACTORS) for s, c in closes.items() if not sometimes(draw, 10)}
     equity = D(draw(st.integers(10_000, 200_000)))
     positions = {s: shares(draw(POSITION_WEIGHTS), equity, c) for s, c in closes.items() if draw(st.booleans())}
-    unknown = not calm and draw(st.integers(0, 9)) == 0  # a broker query went unanswered
+    restricted_state = sometimes(draw, 3)
     recent = [NOW - dt.timedelta(seconds=s) for s in draw(st.lists(st.integers(0, 120), max_size=5))]
-    recent += [NOW] * max(0, limits.max_orders_per_minute - draw(st.integers(0, 4)))  # a nearly full limiter
+    if sometimes(draw, 4):  # a nearly full per-minute limiter
+        recent += [NOW] * max(0, limits.max_orders_per_minute - draw(st.integers(0, 4)))
     ctx = RiskContext(
         now=NOW,
         session=SESSION,
-        trading_state=TradingState.ACTIVE if calm else draw(st.sampled_from(list(TradingState))),
+        trading_state=draw(st.sampled_from(list(TradingState))) if restricted_state else TradingState.ACTIVE,
         state_reason=draw(st.sampled_from([*StateReason, "position_drift", ""])),
         state_session=draw(st.sampled_from([SESSION, SESSION - dt.timedelta(days=1), None])),
-        kill_switch=not calm and draw(st.booleans()),
-        positions=None if unknown else positions,
+        kill_switch=sometimes(draw, 5),
+        positions=None if sometimes(draw, 20) else positions,
         equity=equity,
         cash=equity,
-        session_start_equity=equity * (D(1) if calm else draw(decimals("1", "0.97", "1.03", "1.06", "0.9"))),
-        equity_peak=equity * (D(1) if calm else draw(decimals("1", "0.9", "1.1", "1.3"))),
+        session_start_equity=equity * (draw(decimals("0.97", "1.03", "1.06", "0.9")) if sometimes(draw, 4) else 1),
+        equity_peak=equity * (draw(decimals("0.9", "1.1", "1.3")) if sometimes(draw, 4) else 1),
         prices=prices,
         last_close=closes,
-        orders_sent_this_tick=max(0, limits.max_orders_per_tick - draw(st.integers(0, 6))),
+        orders_sent_this_tick=max(0, limits.max_orders_per_tick - draw(st.integers(0, 8))),
         orders_sent_today=max(0, limits.max_orders_per_day - draw(st.integers(0, 30))),
-        recent_order_times=tuple(recent) if draw(st.integers(0, 3)) == 0 else (),
+        recent_order_times=tuple(recent),
     )
     batch = []
     for seq in range(draw(st.integers(0, 25))):

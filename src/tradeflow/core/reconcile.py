@@ -45,16 +45,8 @@ def reconcile(rt: TickRuntime, now: dt.datetime, session: dt.date) -> BookView:
             ledger.set_order_status(bo.client_order_id, bo.status, now, broker_order=bo, run_id=run)
             view.alerts.append(f"adopted broker order {bo.client_order_id} missing from the ledger")
             known.add(bo.client_order_id)
-    # Fills, each applied once whatever the delivery order (A11, B5).
-    for ex in executions:
-        if ex.client_order_id not in known:
-            origin = broker.get_order(ex.client_order_id)
-            if origin is None:
-                continue  # not ours and not an order: it shows up as position drift below
-            ledger.set_order_status(ex.client_order_id, origin.status, now, broker_order=origin, run_id=run)
-            known.add(ex.client_order_id)
-        ledger.apply_execution(ex, now, run_id=run)
-    # Our unfinished orders: one targeted lookup each; not found past the grace period is final (A4, B4).
+    # Our unfinished orders first: one targeted lookup each records the broker's order (and its id)
+    # before its fills settle it; not found past the grace period is final (A4, A5, B4).
     for order in ledger.open_orders():
         found = broker.get_order(order.client_order_id)
         ledger.audit("reconcile_lookup", {"found": found is not None}, now, run_id=run,
@@ -66,8 +58,19 @@ def reconcile(rt: TickRuntime, now: dt.datetime, session: dt.date) -> BookView:
             final = OrderStatus.ABANDONED if order.status is OrderStatus.INTENDED else OrderStatus.REJECTED
             ledger.set_order_status(order.client_order_id, final, now, run_id=run)
             view.notes.append(f"{order.client_order_id}: not at the broker after the grace period: {final}")
+            # Not replaced in the same tick (A4: never re-sent under a new id); the next tick decides afresh.
+            view.unresolved.setdefault(order.symbol, []).append(f"{order.client_order_id} ({final} now)")
         else:
             view.unresolved.setdefault(order.symbol, []).append(order.client_order_id)
+    # Fills, each applied once whatever the delivery order (A11, B5).
+    for ex in executions:
+        if ex.client_order_id not in known:
+            origin = broker.get_order(ex.client_order_id)
+            if origin is None:
+                continue  # not ours and not an order: it shows up as position drift below
+            ledger.set_order_status(ex.client_order_id, origin.status, now, broker_order=origin, run_id=run)
+            known.add(ex.client_order_id)
+        ledger.apply_execution(ex, now, run_id=run)
     pending: dict[str, Decimal] = defaultdict(Decimal)
     for bo in open_orders:
         remaining = bo.qty - bo.filled_qty

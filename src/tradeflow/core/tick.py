@@ -58,6 +58,7 @@ class TickRuntime:
     abandon_after: dt.timedelta = dt.timedelta(minutes=10)
     cash_tolerance: float = 0.01
     cash_buffer: float = 0.005  # equity kept back from sizing for costs
+    rebalance_band: float = 0.05  # minimum change worth trading, as a fraction of equity (exits always trade)
     max_submit_attempts: int = 3  # for definitive 429-style rejections, same client id each time
     sleep: Callable[[float], None] = lambda s: None
     checkpoint: Callable[[str], None] = lambda name: None  # crash tests kill the process here
@@ -190,6 +191,10 @@ def run_tick(rt: TickRuntime, now: Any) -> TickReport:
         report.notes.append(f"waiting on unresolved order(s) {book.unresolved[rt.symbol]}: no new intent")
     else:
         delta = target - shares - book.pending.get(rt.symbol, Decimal(0))
+        exit_all = target == 0 and shares != 0
+        if delta != 0 and not exit_all and abs(delta) * close < Decimal(str(rt.rebalance_band)) * book.account.equity:
+            report.notes.append(f"change of {delta} shares is inside the {rt.rebalance_band:.0%} rebalance band")
+            delta = Decimal(0)
         if delta != 0:
             seq = sum(1 for o in rt.ledger.orders() if o.session == session and o.symbol == rt.symbol)
             cid = make_client_order_id(rt.strategy, rt.symbol, session, seq)
