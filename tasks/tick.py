@@ -10,18 +10,21 @@ from prefect.cache_policies import NO_CACHE
 
 from tradeflow.bootstrap import build_tick_runtime
 from tradeflow.config import Settings
-from tradeflow.core.tick import TickReport, run_tick
+from tradeflow.core.tick import TickReport, run_tick, skipped_busy, tick_lock
 
 TICK_ARTIFACT_KEY = "trading-tick"
 
 
 @task(name="trading-tick", retries=0, cache_policy=NO_CACHE)
 def tick(settings: Settings, mode: str, broker: str | None, strategy: str | None, now: pd.Timestamp) -> TickReport:
-    runtime = build_tick_runtime(settings, mode=mode, broker=broker, strategy=strategy, now=now)
-    try:
-        return run_tick(runtime, now)
-    finally:
-        runtime.ledger.close()
+    with tick_lock(settings.ledger_path.parent) as held:
+        if not held:
+            return skipped_busy(now, mode, strategy or settings.trading.strategy)
+        runtime = build_tick_runtime(settings, mode=mode, broker=broker, strategy=strategy, now=now)
+        try:
+            return run_tick(runtime, now)
+        finally:
+            runtime.ledger.close()
 
 
 @task(name="publish-tick", cache_policy=NO_CACHE)

@@ -338,14 +338,19 @@ def tick(
 ) -> None:
     """One trading tick: calendar, reconcile, gated data, decide, risk, idempotent submit, ledger."""
     from tradeflow.bootstrap import build_tick_runtime
-    from tradeflow.core.tick import run_tick
+    from tradeflow.core.tick import run_tick, skipped_busy, tick_lock
 
     instant = _now(now)
-    runtime = build_tick_runtime(_settings(), mode=mode, broker=broker, strategy=strategy, now=instant)
-    try:
-        report = run_tick(runtime, instant)
-    finally:
-        runtime.ledger.close()
+    settings = _settings()
+    with tick_lock(settings.ledger_path.parent) as held:
+        if not held:
+            report = skipped_busy(instant, mode, strategy or settings.trading.strategy)
+        else:
+            runtime = build_tick_runtime(settings, mode=mode, broker=broker, strategy=strategy, now=instant)
+            try:
+                report = run_tick(runtime, instant)
+            finally:
+                runtime.ledger.close()
     if as_json:
         _emit(report.to_dict())
     else:

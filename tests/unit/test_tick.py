@@ -307,3 +307,30 @@ def test_b6_cash_drift_alerts_sizes_from_broker_cash_and_large_drift_sets_reduci
     assert any("cash drift" in a for a in report.alerts)
     assert ledger.cash() == broker.account().cash
     assert ledger.trading_state().state is TradingState.REDUCING
+
+
+def test_f1_a_second_tick_finds_the_order_section_locked_and_skips(tmp_path):
+    from tradeflow.core.tick import tick_lock
+
+    with tick_lock(tmp_path) as first:
+        assert first
+        with tick_lock(tmp_path) as second:
+            assert not second  # held by the running tick: skip, do not race it
+    with tick_lock(tmp_path) as again:
+        assert again  # released when the first tick ended
+
+
+def test_f1_a_killed_tick_never_keeps_the_lock(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import os, signal, sys; from pathlib import Path; from tradeflow.core.tick import tick_lock\n"
+        "with tick_lock(Path(sys.argv[1])) as held:\n    assert held\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], timeout=60)
+    assert proc.returncode == -9
+    from tradeflow.core.tick import tick_lock
+
+    with tick_lock(tmp_path) as held:
+        assert held

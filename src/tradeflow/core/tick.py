@@ -9,11 +9,14 @@ re-run or a restart can never put a second order at the broker for one intent.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from decimal import ROUND_FLOOR, Decimal
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -329,6 +332,33 @@ def _submit(rt: TickRuntime, intent: OrderIntent, now: dt.datetime, report: Tick
         report.notes.append(f"{cid}: outcome unknown ({why}); the next reconcile resolves it")
         return False
     return False
+
+
+@contextlib.contextmanager
+def tick_lock(lock_dir: Path) -> Iterator[bool]:
+    """One tick at a time per data directory, whatever started it (a deployment, a cron, a person).
+
+    A non-blocking flock: a second tick finds it held and skips rather than racing the first
+    (RELIABILITY F1). The kernel drops the lock when its process dies, so a killed or zombie tick can
+    never hold the order section beyond its own life.
+    """
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / ".tick.lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def skipped_busy(now: Any, mode: str, strategy: str) -> TickReport:
+    report = TickReport(status="SKIPPED_TICK_IN_PROGRESS", now=to_utc(now).isoformat(), mode=mode, strategy=strategy)
+    report.alerts.append("another tick holds the order section: this one did nothing")
+    return report
 
 
 def stop_trading(ledger: Ledger, reason: str, now: Any, run_id: str = "cli") -> None:
