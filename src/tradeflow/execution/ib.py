@@ -33,6 +33,7 @@ from tradeflow.config import IBSettings
 from tradeflow.domain import Account, BrokerOrder, Execution, OrderIntent, Position, SubmitOutcome, SubmitResult
 from tradeflow.errors import BrokerUnavailable
 from tradeflow.execution import ib_parsing as parse
+from tradeflow.loops import close_event_loop
 
 log = logging.getLogger("tradeflow.execution.ib")
 T = TypeVar("T")
@@ -304,11 +305,5 @@ class IBBroker:
     def _shutdown_in_thread(self) -> None:
         self._drop()
         loop = asyncio.get_event_loop()
-        pending = asyncio.all_tasks(loop)
-        for task in pending:
-            task.cancel()
-        if pending:
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        loop.run_until_complete(loop.shutdown_asyncgens())
         asyncio.set_event_loop(None)
-        loop.close()
+        close_event_loop(loop)

@@ -37,6 +37,7 @@ from tradeflow.calendar import NEW_YORK, MarketCalendar
 from tradeflow.config import IBSettings
 from tradeflow.data.bars import check_symbol, is_index_symbol, normalize_bars
 from tradeflow.data.sources.base import clip_range, require_rows
+from tradeflow.loops import close_event_loop
 from tradeflow.errors import EmptyDataError, SourceError, TransientSourceError, UnknownSymbolError
 
 log = logging.getLogger("tradeflow.data.sources.ib")
@@ -165,16 +166,6 @@ def classify_ib_error(exc: BaseException, symbol: str) -> SourceError | None:
     return None
 
 
-def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
-    pending = asyncio.all_tasks(loop)
-    for task in pending:
-        task.cancel()
-    if pending:
-        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-    loop.run_until_complete(loop.shutdown_asyncgens())
-    loop.close()
-
-
 class IBSource:
     """Daily bars from a running TWS / IB Gateway (read-only API connection)."""
 
@@ -217,7 +208,7 @@ class IBSource:
             return self._converse(symbol, start, end)
         finally:
             asyncio.set_event_loop(None)
-            _close_loop(loop)
+            close_event_loop(loop)
 
     def _converse(self, symbol: str, start: pd.Timestamp, end: pd.Timestamp) -> tuple[list[Any], list[Any] | None]:
         ib = self._ib_factory()
