@@ -388,7 +388,10 @@ def resume(
     now: Annotated[str | None, typer.Option(help="Time of the resume (ISO with timezone).")] = None,
 ) -> None:
     """Clear the kill switch or a HALTED / drift state: audited, and the equity peak restarts."""
+    from decimal import Decimal
+
     from tradeflow.domain import TradingState
+    from tradeflow.risk import StateReason
 
     ledger = _ledger()
     try:
@@ -397,7 +400,14 @@ def resume(
             typer.echo("trading is already ACTIVE")
             return
         instant = _now(now).to_pydatetime()
+        if state.reason == StateReason.DAILY_LOSS:
+            raise TradeflowError("a daily-loss stop holds for the rest of its session; it lifts at the next session")
         ledger.audit("resume", {"operator": operator, "reason": reason, "from": str(state.state)}, instant)
+        last = ledger.last_tick()
+        equity = (last.report or {}).get("equity") if last else None
+        if equity:
+            # The loss is acknowledged: the drawdown breaker measures from today's equity again.
+            ledger.reset_peak(Decimal(str(equity)), f"resume by {operator}", instant)
         ledger.set_trading_state(TradingState.ACTIVE, f"resumed by {operator}: {reason}", instant)
     finally:
         ledger.close()

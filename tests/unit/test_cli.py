@@ -196,3 +196,26 @@ def test_a_bad_train_config_is_a_one_line_error(capsys, data_dir, tmp_path):
     assert code == EXIT_INPUT
     assert "ppo.total_timesteps" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_e1_stop_halts_status_shows_it_and_resume_is_audited(capsys, data_dir):
+    from tradeflow.ledger import Ledger
+
+    code, out, _ = run(capsys, "stop", "--reason", "market turmoil", "--now", "2024-01-25T15:00Z")
+    assert code == EXIT_OK
+    code, out, _ = run(capsys, "status", "--json")
+    status = json.loads(out)
+    assert status["trading_state"] == "HALTED"
+    assert status["reason"].startswith("kill switch")
+    code, out, _ = run(capsys, "resume", "--operator", "alice", "--now", "2024-01-25T15:05Z")
+    assert code == EXIT_OK
+    with Ledger(data_dir / "ledger" / "ledger.sqlite") as ledger:
+        assert ledger.trading_state().state.value == "ACTIVE"
+        resumes = [r for r in ledger.audit_rows() if r.kind == "resume"]
+        assert resumes[0].payload["operator"] == "alice"
+
+
+def test_tick_on_a_weekend_is_skipped_from_the_cli(capsys, data_dir):
+    code, out, _ = run(capsys, "tick", "--strategy", "sma", "--now", "2024-01-27T15:00Z", "--json")
+    assert code == EXIT_OK
+    assert json.loads(out)["status"] == "SKIPPED_MARKET_CLOSED"
