@@ -37,18 +37,18 @@ limits_st = st.builds(
     allow_short=st.booleans(),
     daily_loss_limit=decimals("0.02", "0.05"),
     max_drawdown=decimals("0.1", "0.2"),
-    max_orders_per_tick=st.integers(1, 6),
-    max_orders_per_day=st.integers(1, 20),
-    max_orders_per_minute=st.integers(1, 30),
+    max_orders_per_tick=st.integers(1, 10),
+    max_orders_per_day=st.integers(1, 30),
+    max_orders_per_minute=st.sampled_from([2, 5, 20, 200]),
     price_band=decimals("0.05", "0.1"),
 )
 
-# Mostly inside a 5% band, sometimes just outside a band, now and then a 10x bad tick (E4).
-PRICE_FACTORS = decimals("1", "1", "0.97", "1.03", "1.05", "0.95", "1.1", "0.9", "1.2", "10")
+# Price moves against the last close: inside a 5% band, at a band's edge, outside, a 10x bad tick (E4).
+MOVES = decimals("0.97", "1.03", "1.05", "0.95", "1.1", "0.9", "1.2", "10", "0.1")
 # Positions and order sizes as fractions of equity, so every exposure limit gets to bind.
 POSITION_WEIGHTS = decimals("-0.3", "-0.05", "0.05", "0.2", "0.5", "0.9", "1.4")
+TARGET_WEIGHTS = decimals("-0.2", "0", "0.1", "0.3", "0.5", "0.9", "1.0", "1.2")
 ORDER_WEIGHTS = decimals("0.01", "0.03", "0.1", "0.2", "0.4", "0.8", "1.5")
-LIMIT_FACTORS = st.sampled_from([None] * 4 + [D("0.5"), D("0.95"), D("1"), D("1.05"), D("2")])
 
 
 def shares(weight: Decimal, equity: Decimal, price: Decimal) -> Decimal:
@@ -56,7 +56,8 @@ def shares(weight: Decimal, equity: Decimal, price: Decimal) -> Decimal:
 
 
 def sometimes(draw: st.DrawFn, odds: int) -> bool:
-    return draw(st.integers(1, odds)) == 1
+    """True about once in `odds` draws (hypothesis favours the ends of an integer range, not a list's tail)."""
+    return draw(st.sampled_from([False] * (odds - 1) + [True]))
 
 
 @st.composite
@@ -66,12 +67,12 @@ def scenarios(draw: st.DrawFn) -> tuple[RiskLimits, RiskContext, list[OrderInten
     comes now and then and mostly alone: a context that only denies proves little about the limits."""
     limits = draw(limits_st)
     closes = {s: D(draw(st.integers(10, 300))) for s in SYMBOLS}
-    prices = {s: c * draw(PRICE_FACTORS) for s, c in closes.items() if not sometimes(draw, 10)}
+    prices = {s: c * (draw(MOVES) if sometimes(draw, 3) else 1) for s, c in closes.items() if not sometimes(draw, 10)}
     equity = D(draw(st.integers(10_000, 200_000)))
     positions = {s: shares(draw(POSITION_WEIGHTS), equity, c) for s, c in closes.items() if draw(st.booleans())}
     restricted_state = sometimes(draw, 3)
     recent = [NOW - dt.timedelta(seconds=s) for s in draw(st.lists(st.integers(0, 120), max_size=5))]
-    if sometimes(draw, 4):  # a nearly full per-minute limiter
+    if sometimes(draw, 6):  # a nearly full per-minute limiter
         recent += [NOW] * max(0, limits.max_orders_per_minute - draw(st.integers(0, 4)))
     ctx = RiskContext(
         now=NOW,
@@ -79,7 +80,7 @@ def scenarios(draw: st.DrawFn) -> tuple[RiskLimits, RiskContext, list[OrderInten
         trading_state=draw(st.sampled_from(list(TradingState))) if restricted_state else TradingState.ACTIVE,
         state_reason=draw(st.sampled_from([*StateReason, "position_drift", ""])),
         state_session=draw(st.sampled_from([SESSION, SESSION - dt.timedelta(days=1), None])),
-        kill_switch=sometimes(draw, 5),
+        kill_switch=sometimes(draw, 6),
         positions=None if sometimes(draw, 20) else positions,
         equity=equity,
         cash=equity,
@@ -87,26 +88,37 @@ def scenarios(draw: st.DrawFn) -> tuple[RiskLimits, RiskContext, list[OrderInten
         equity_peak=equity * (draw(decimals("0.9", "1.1", "1.3")) if sometimes(draw, 4) else 1),
         prices=prices,
         last_close=closes,
-        orders_sent_this_tick=max(0, limits.max_orders_per_tick - draw(st.integers(0, 8))),
-        orders_sent_today=max(0, limits.max_orders_per_day - draw(st.integers(0, 30))),
+        orders_sent_this_tick=max(0, limits.max_orders_per_tick - draw(st.integers(0, 3))) if sometimes(draw, 4) else 0,
+        orders_sent_today=max(0, limits.max_orders_per_day - draw(st.integers(0, 6))) if sometimes(draw, 4) else 0,
         recent_order_times=tuple(recent),
     )
-    batch = []
-    for seq in range(draw(st.integers(0, 25))):
+    # The tick's way first: a target weight per symbol, the order is target minus position; then
+    # stray orders of any size, as a sizing bug would emit them.
+    orders: list[tuple[str, Decimal]] = []
+    for symbol in draw(st.permutations(SYMBOLS)):
+        if draw(st.booleans()):
+            delta = shares(draw(TARGET_WEIGHTS), equity, closes[symbol]) - positions.get(symbol, D(0))
+            if delta != 0:
+                orders.append((symbol, delta))
+    for _ in range(draw(st.integers(0, 12))):
+        sign = draw(st.sampled_from([1, -1]))
         symbol = draw(st.sampled_from(SYMBOLS))
-        limit_factor = draw(LIMIT_FACTORS)
+        orders.append((symbol, sign * max(D(1), shares(draw(ORDER_WEIGHTS), equity, closes[symbol]))))
+    batch = []
+    for seq, (symbol, signed) in enumerate(orders):
+        limit_factor = (draw(MOVES) if sometimes(draw, 3) else D(1)) if sometimes(draw, 3) else None
         batch.append(
             OrderIntent(
                 client_order_id=make_client_order_id("prop", symbol, SESSION, seq),
                 symbol=symbol,
-                side=draw(st.sampled_from(list(Side))),
-                qty=max(D(1), shares(draw(ORDER_WEIGHTS), equity, closes[symbol])),
+                side=Side.BUY if signed > 0 else Side.SELL,
+                qty=abs(signed),
                 session=SESSION,
                 strategy="prop",
                 seq=seq,
                 order_type="market" if limit_factor is None else "limit",
                 limit_price=None if limit_factor is None else limit_factor * closes[symbol],
-                reduce_only=draw(st.integers(0, 4)) == 0,
+                reduce_only=sometimes(draw, 8),
             )
         )
     return limits, ctx, batch
