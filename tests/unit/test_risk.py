@@ -434,3 +434,32 @@ def test_seed_defaults():
 def test_context_needs_an_aware_clock():
     with pytest.raises(ValueError, match="timezone-aware"):
         ctx(now=dt.datetime(2025, 6, 2, 15, 0))
+
+
+def test_limit_order_notional_is_priced_at_its_limit():
+    # 190 x 525 = 99,750 passes; at a limit of 530, 100,700 breaches the 100% of equity cap.
+    ok = GOV.check([intent("SPY", Side.BUY, 190, limit="525")], ctx())
+    too_big = GOV.check([intent("SPY", Side.BUY, 190, limit="530")], ctx())
+    assert (len(ok.approved), reasons(too_big)) == (1, [DenialReason.ORDER_NOTIONAL])
+
+
+def test_reduce_only_flip_is_clipped_at_flat_even_when_flips_are_allowed():
+    gov = RiskGovernor(RiskLimits(allow_short=True))
+    decision = gov.check([intent("SPY", Side.SELL, 15, reduce_only=True)], ctx(positions={"SPY": D(10)}))
+    assert [a.qty for a in decision.approved] == [D(10)]
+    assert [(d.reason, d.qty) for d in decision.denials] == [(DenialReason.NOT_REDUCING, D(5))]
+
+
+def test_non_positive_session_equity_or_peak_is_an_unknown_state():
+    for bad in ({"session_start_equity": D(0)}, {"equity_peak": D(-1)}):
+        decision = GOV.check([intent("SPY", Side.BUY, 1)], ctx(**bad))
+        assert reasons(decision) == [DenialReason.STATE_UNKNOWN]
+
+
+def test_e2_a_new_sessions_daily_loss_records_the_new_session_though_the_state_stays_reducing():
+    first = GOV.check([], ctx(equity=D(94_000)))
+    nxt = carry(first, session=NEXT_SESSION, now=NOW + dt.timedelta(days=1), equity=D(88_000))
+    decision = GOV.check([], dataclasses.replace(nxt, session_start_equity=D(94_000)))
+    assert (decision.previous_state, decision.next_state) == (TradingState.REDUCING, TradingState.REDUCING)
+    assert decision.state_session == NEXT_SESSION
+    assert decision.state_changed

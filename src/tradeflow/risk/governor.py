@@ -120,10 +120,9 @@ class RiskDecision:
     state_session: dt.date | None
     equity_peak: Decimal
     alerts: list[str]
-
-    @property
-    def state_changed(self) -> bool:
-        return self.next_state is not self.previous_state
+    # State, reason or session differ from the context's: an audit row. A new session's daily-loss stop
+    # can leave REDUCING as it was and still change the session it belongs to.
+    state_changed: bool = False
 
 
 @dataclass(frozen=True)
@@ -255,6 +254,7 @@ class RiskGovernor:
             state_session=st.session,
             equity_peak=max(ctx.equity_peak, equity),
             alerts=st.alerts,
+            state_changed=(st.state, st.reason, st.session) != (ctx.trading_state, ctx.state_reason, ctx.state_session),
         )
 
     @staticmethod
