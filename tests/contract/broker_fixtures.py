@@ -26,7 +26,7 @@ BROKER_CASES = ("sim", "fake", "alpaca", "ib")
 SESSION = dt.date(2024, 1, 5)
 OPEN = dt.datetime(2024, 1, 5, 14, 30, tzinfo=dt.UTC)  # 09:30 New York
 SPY_CLOSE = Decimal("467.92")  # SPY's real close on 2024-01-05 (shared/data/real/SPY.csv)
-CANARY_KEY = "PKCANARY7Q2Z9XKEY0001"
+CANARY_KEY = "PK-CANARY-7Q2Z9X-KEY-0001"
 CANARY_SECRET = "canary-secret-5f0c2e9b8d1a4f6e"
 
 
