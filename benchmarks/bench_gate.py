@@ -29,7 +29,6 @@ import gc
 import importlib
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -40,11 +39,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pandas as pd
+from _common import machine  # benchmarks/ is sys.path[0] when run as a script
 
 from tradeflow.calendar import MarketCalendar, default_calendar
 from tradeflow.config import Settings
@@ -397,33 +396,6 @@ def bench_cli(data: BenchData, workdir: Path, repeat: int) -> dict[str, Any] | N
 # -- machine and output ----------------------------------------------------------------------------
 
 
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions: dict[str, str | None] = {}
-    for pkg in PACKAGES:
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        # Other work on the machine slows every figure alike; the load says how much there was.
-        "load_average_at_start": list(os.getloadavg()),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": versions,
-    }
-
-
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Stat):
         return value.to_dict()
@@ -561,7 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "repeat": args.repeat,
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "machine": machine(),
+        "machine": machine(PACKAGES),
     }
     calendar = default_calendar()
     data = load_data(args.data_dir, calendar)

@@ -28,7 +28,6 @@ import gc
 import json
 import os
 import pickle
-import platform
 import statistics
 import sys
 import tempfile
@@ -37,12 +36,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
+from _common import machine  # benchmarks/ is sys.path[0] when run as a script
 from pandas_reference_env import PandasReferenceEnv, finrl_frame
 
 from tradeflow.backtest import backtest
@@ -535,31 +534,6 @@ def bench_backtest(features: Features, mode: Mode) -> dict[str, Any]:
 # -- machine and output ----------------------------------------------------------------------------
 
 
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions: dict[str, str | None] = {}
-    for pkg in PACKAGES:
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    return {
-        "cpu": cpu,
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "load_average_at_start": list(os.getloadavg()),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": versions,
-    }
-
-
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Stat):
         return value.to_dict()
@@ -832,7 +806,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "mode": "quick" if args.quick else "full",
         "sizes": mode.__dict__,
         "command": " ".join([".venv/bin/python", "benchmarks/bench_research.py", *(argv or sys.argv[1:])]),
-        "machine": machine(),
+        "machine": machine(PACKAGES),
         "load": {"start": _load()},
     }
     features = real_spy_features(args.data_dir)
