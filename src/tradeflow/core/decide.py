@@ -27,7 +27,7 @@ class Book:
     avg_price: Decimal
     equity: Decimal
 
-    def weight(self, price: float) -> float:
+    def weight(self) -> float:
         """The current target weight the policy thinks in: +1 long, 0 flat, -1 short."""
         if self.shares == 0 or self.equity <= 0:
             return 0.0
@@ -62,7 +62,7 @@ class PolicyDecider:
         if len(matrix) < window:
             raise ValueError(f"the policy needs {window} feature rows, got {len(matrix)}")
         close = float(features.market().close[-1])
-        current = book.weight(close)
+        current = book.weight()
         pnl = unrealised_pnl(float(book.shares), float(book.avg_price), close) if book.shares else 0.0
         obs = ObservationBuilder(matrix[-window:], window).observation(window - 1, current, pnl)
         action = self.model.act(obs)

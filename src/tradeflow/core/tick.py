@@ -189,6 +189,7 @@ def run_tick(rt: TickRuntime, now: Any) -> TickReport:
     report.target_weight = weight
     investable = book.account.equity * (1 - Decimal(str(rt.cash_buffer)))
     target = _round_shares(Decimal(str(weight)) * investable / close) if close > 0 else Decimal(0)
+    todays_orders = [o for o in rt.ledger.orders() if o.session == session]  # read once per tick
     intents: list[OrderIntent] = []
     if book.unresolved.get(rt.symbol):
         report.notes.append(f"waiting on unresolved order(s) {book.unresolved[rt.symbol]}: no new intent")
@@ -199,7 +200,7 @@ def run_tick(rt: TickRuntime, now: Any) -> TickReport:
             report.notes.append(f"change of {delta} shares is inside the {rt.rebalance_band:.0%} rebalance band")
             delta = Decimal(0)
         if delta != 0:
-            seq = sum(1 for o in rt.ledger.orders() if o.session == session and o.symbol == rt.symbol)
+            seq = sum(1 for o in todays_orders if o.symbol == rt.symbol)
             cid = make_client_order_id(rt.strategy, rt.symbol, session, seq)
             reduces = abs(shares + delta) < abs(shares) and (shares + delta) * shares >= 0
             intents.append(
@@ -220,7 +221,7 @@ def run_tick(rt: TickRuntime, now: Any) -> TickReport:
     rt.ledger.start_session(session, book.account.equity, now_dt, run_id=rt.run_id)
     start_equity = rt.ledger.session_start_equity(session) or book.account.equity
     peak = rt.ledger.update_peak(book.account.equity)
-    sent_today = [o for o in rt.ledger.orders() if o.session == session and o.status is not OrderStatus.INTENDED]
+    sent_today = [o for o in todays_orders if o.status is not OrderStatus.INTENDED]
     ctx = RiskContext(
         now=now_dt,
         session=session,
