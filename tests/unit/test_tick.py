@@ -14,7 +14,6 @@ from tradeflow.core.decide import RuleDecider
 from tradeflow.core.tick import TickRuntime, run_tick, stop_trading
 from tradeflow.data.sources.files import read_bar_file
 from tradeflow.domain import OrderStatus, TradingState
-from tradeflow.errors import DataStaleError
 from tradeflow.execution.fake import FakeBroker
 from tradeflow.features import DEFAULT_SPEC, features_for_live
 from tradeflow.ledger import Ledger
@@ -160,11 +159,14 @@ def test_b1_manual_trade_drift_is_adopted_audited_and_sets_reducing(world):
     )
 
 
-def test_d3_stale_data_means_no_trade(world):
+def test_d3_stale_data_means_no_trade(world, real_data):
     _, broker, _, runtime, _ = world
+    spy = read_bar_file(real_data / "SPY.csv", "SPY")
+    vix = read_bar_file(real_data / "VIX.csv", "^VIX")
+    cached = spy[spy["session"] <= "2024-01-22"].reset_index(drop=True)  # a provider's stale cache
 
     def stale(now):
-        raise DataStaleError.__new__(DataStaleError)
+        return features_for_live(cached, vix, DEFAULT_SPEC, session=LAST_SESSION)
 
     report = run_tick(runtime(market_data=stale), OPEN_NOW)
     assert report.status == "DATA_STALE"

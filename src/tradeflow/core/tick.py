@@ -25,9 +25,10 @@ from tradeflow.calendar import MarketCalendar, to_utc
 from tradeflow.core.decide import Book, Decider
 from tradeflow.core.reconcile import reconcile
 from tradeflow.domain import OrderIntent, OrderStatus, Side, SubmitOutcome, TradingState, make_client_order_id
-from tradeflow.errors import BrokerUnavailable, DataQualityError, DataStaleError, LedgerError
+from tradeflow.errors import BrokerUnavailable, DataQualityError, DataStaleError, InputError, LedgerError
 from tradeflow.execution.base import Broker
-from tradeflow.features import Features
+from tradeflow.features import Features, FeaturesStaleError
+from tradeflow.features.schema import FeatureError
 from tradeflow.ledger import Ledger, make_tick_key
 from tradeflow.risk import RiskContext, RiskGovernor
 
@@ -172,8 +173,11 @@ def run_tick(rt: TickRuntime, now: Any) -> TickReport:
     except DataQualityError as exc:
         report.status, report.alerts = "DATA_REJECTED", [*report.alerts, f"data rejected, not trading: {exc}"]
         return _finish(rt, report, key, now_dt)
-    except (ValueError, LookupError) as exc:  # FeaturesStaleError and friends: today's row is missing
+    except FeaturesStaleError as exc:  # today's decision row is missing: bars or VIX too old
         report.status, report.alerts = "DATA_STALE", [*report.alerts, f"features not current, not trading: {exc}"]
+        return _finish(rt, report, key, now_dt)
+    except (FeatureError, InputError) as exc:  # malformed bars or too little history: not tradeable either
+        report.status, report.alerts = "DATA_REJECTED", [*report.alerts, f"features unusable, not trading: {exc}"]
         return _finish(rt, report, key, now_dt)
 
     # 3. Decide and size against the broker's position.
