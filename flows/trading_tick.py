@@ -17,7 +17,9 @@ from tradeflow.calendar import default_calendar, to_utc
 from tradeflow.config import get_settings
 
 
-@flow(name="trading-tick")
+# A tick hung past 4 minutes (a stuck socket, a blocked read) fails itself and frees the deployment's
+# concurrency slot before the next 5-minute tick; run_tick is crash-safe, so stopping it anywhere is.
+@flow(name="trading-tick", timeout_seconds=240)
 def trading_tick(
     mode: str = "paper", broker: str | None = None, strategy: str | None = None, now: str | None = None
 ) -> Any:

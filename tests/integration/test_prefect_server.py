@@ -8,43 +8,24 @@ generated RRule (with sqlalchemy 2.1 it silently creates none; ECOSYSTEM §0.2).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.integration.prefect_api import PREFECT, REPO_ROOT, api, cli
 from tradeflow.calendar import NEW_YORK, default_calendar
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-PREFECT = str(Path(sys.executable).with_name("prefect"))
 NY = ZoneInfo(NEW_YORK)
 
 pytestmark = pytest.mark.slow
 
 
-def _api(api_url: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(
-        f"{api_url}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read())
-
-
-def _cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PREFECT, *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
 def _scheduled_runs(api_url: str, deployment_id: str) -> list[dict[str, Any]]:
-    runs = _api(
+    runs = api(
         api_url,
         "POST",
         "/flow_runs/filter",
@@ -64,13 +45,13 @@ def test_daily_deployment_runs_on_a_worker_and_the_server_schedules_nyse_session
     data_dir = tmp_path / "data"
     env = {**prefect_server.env, "TRADEFLOW_HOME": str(REPO_ROOT), "TRADEFLOW_DATA_DIR": str(data_dir)}
 
-    created = _cli(env, "work-pool", "create", "local-process", "--type", "process")
+    created = cli(env, "work-pool", "create", "local-process", "--type", "process")
     assert created.returncode == 0, created.stdout + created.stderr
-    deployed = _cli(env, "--no-prompt", "deploy", "-n", "daily")
+    deployed = cli(env, "--no-prompt", "deploy", "-n", "daily")
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     assert (REPO_ROOT / "prefect.yaml").read_text() == yaml_before, "prefect deploy rewrote prefect.yaml"
 
-    deployment = _api(prefect_server.api_url, "GET", "/deployments/name/ingest/daily")
+    deployment = api(prefect_server.api_url, "GET", "/deployments/name/ingest/daily")
     assert deployment["parameters"] == {"source": "sample", "symbols": ["SPY", "^VIX"]}
     assert deployment["work_pool_name"] == "local-process"
     assert deployment["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]["directory"] == str(REPO_ROOT)
@@ -84,7 +65,7 @@ def test_daily_deployment_runs_on_a_worker_and_the_server_schedules_nyse_session
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    run = _cli(env, "deployment", "run", "ingest/daily", "--watch", "--watch-timeout", "120", timeout=150)
+    run = cli(env, "deployment", "run", "ingest/daily", "--watch", "--watch-timeout", "120", timeout=150)
     output = run.stdout + run.stderr
     assert run.returncode == 0, output + "\n--- worker ---\n" + worker_log.read_text()[-4000:]
     assert "Completed" in output

@@ -10,72 +10,26 @@ server's orchestration rules, when the worker proposes PENDING.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.integration.prefect_api import PREFECT, REPO_ROOT, api, cli, drop_auto_scheduled_runs, wait_final
 from tradeflow.execution.sim import SimBroker
 from tradeflow.ledger import Ledger
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-PREFECT = str(Path(sys.executable).with_name("prefect"))
-
 NOW = "2024-01-25T15:00:00+00:00"  # 10:00 New York, a session: the calendar gate lets it trade
 CLIENT_ORDER_ID = "tf-buy_and_hold-SPY-20240125-0"
-FINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
 
 pytestmark = pytest.mark.slow
-
-
-def _api(api_url: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(
-        f"{api_url}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        raw = resp.read()
-    return json.loads(raw) if raw else None
-
-
-def _cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PREFECT, *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
-def _drop_auto_scheduled_runs(api_url: str, deployment_id: str) -> None:
-    """The scheduler may have created runs from the cron schedules before they were paused; during
-    market hours one of them could take the concurrency slot and cancel the runs under test."""
-    runs = _api(api_url, "POST", "/flow_runs/filter", {"deployments": {"id": {"any_": [deployment_id]}}})
-    for run in runs:
-        if run["auto_scheduled"]:
-            _api(api_url, "DELETE", f"/flow_runs/{run['id']}")
 
 
 def _trigger_pair(api_url: str, deployment_id: str) -> list[str]:
     """Two runs of the same tick, created milliseconds apart, so both wait for the worker's next poll."""
     body = {"parameters": {"now": NOW}}
-    return [_api(api_url, "POST", f"/deployments/{deployment_id}/create_flow_run", body)["id"] for _ in range(2)]
-
-
-def _wait_final(api_url: str, run_ids: list[str], timeout_s: float, diagnostics: Path) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        runs = [_api(api_url, "GET", f"/flow_runs/{rid}") for rid in run_ids]
-        if all(r["state"]["type"] in FINAL for r in runs):
-            return runs
-        if time.monotonic() > deadline:
-            states = [(r["id"], r["state"]["type"], r["state"]["name"]) for r in runs]
-            pytest.fail(
-                f"runs not final after {timeout_s} s: {states}\n--- worker ---\n{diagnostics.read_text()[-4000:]}"
-            )
-        time.sleep(0.5)
+    return [api(api_url, "POST", f"/deployments/{deployment_id}/create_flow_run", body)["id"] for _ in range(2)]
 
 
 def _overlapped(runs: list[dict[str, Any]]) -> bool:
@@ -100,21 +54,21 @@ def test_f1_overlapping_ticks_cancel_new_lets_one_through_and_the_broker_holds_o
         "TRADEFLOW_TRADING__STRATEGY": "buy_and_hold",
     }
 
-    created = _cli(env, "work-pool", "create", "local-process", "--type", "process")
+    created = cli(env, "work-pool", "create", "local-process", "--type", "process")
     assert created.returncode == 0, created.stdout + created.stderr
-    deployed = _cli(env, "--no-prompt", "deploy", "-n", "market-hours")
+    deployed = cli(env, "--no-prompt", "deploy", "-n", "market-hours")
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-    deployment = _api(api_url, "GET", "/deployments/name/trading-tick/market-hours")
+    deployment = api(api_url, "GET", "/deployments/name/trading-tick/market-hours")
     assert deployment["concurrency_options"] == {"collision_strategy": "CANCEL_NEW", "grace_period_seconds": None}
     assert deployment["global_concurrency_limit"]["limit"] == 1
 
     # Only the manual runs below may run: a scheduled tick would read the wall clock.
-    paused = _cli(env, "--no-prompt", "deployment", "schedule", "pause", "--all")
+    paused = cli(env, "--no-prompt", "deployment", "schedule", "pause", "--all")
     assert paused.returncode == 0, paused.stdout + paused.stderr
-    deployment = _api(api_url, "GET", f"/deployments/{deployment['id']}")
+    deployment = api(api_url, "GET", f"/deployments/{deployment['id']}")
     assert deployment["schedules"]
     assert not any(s["active"] for s in deployment["schedules"])
-    _drop_auto_scheduled_runs(api_url, deployment["id"])
+    drop_auto_scheduled_runs(api_url, deployment["id"])
 
     worker_log = tmp_path / "worker.log"
     with worker_log.open("wb") as out:
@@ -126,9 +80,9 @@ def test_f1_overlapping_ticks_cancel_new_lets_one_through_and_the_broker_holds_o
             stderr=subprocess.STDOUT,
         )
 
-    runs = _wait_final(api_url, _trigger_pair(api_url, deployment["id"]), 60, worker_log)
+    runs = wait_final(api_url, _trigger_pair(api_url, deployment["id"]), 60, worker_log)
     if not _overlapped(runs):  # one retry, as the pair's timing is not ours to control
-        runs = _wait_final(api_url, _trigger_pair(api_url, deployment["id"]), 60, worker_log)
+        runs = wait_final(api_url, _trigger_pair(api_url, deployment["id"]), 60, worker_log)
     states = sorted((r["state"]["type"], r["state"]["name"]) for r in runs)
     assert _overlapped(runs), f"the two runs never overlapped: {states}"
     # "Completed", not the calendar gate's "Skipped" (also of type COMPLETED).
@@ -139,11 +93,11 @@ def test_f1_overlapping_ticks_cancel_new_lets_one_through_and_the_broker_holds_o
     assert "concurrency limit" in (cancelled["state"]["message"] or "").lower()
     # The server stamps start_time on any final state, so the state history is what shows that the
     # cancelled tick never ran.
-    history = _api(api_url, "GET", f"/flow_run_states/?flow_run_id={cancelled['id']}")
+    history = api(api_url, "GET", f"/flow_run_states/?flow_run_id={cancelled['id']}")
     assert "RUNNING" not in {s["type"] for s in history}, history
 
     completed = next(r for r in runs if r["state"]["type"] == "COMPLETED")
-    artifacts = _api(
+    artifacts = api(
         api_url,
         "POST",
         "/artifacts/filter",
