@@ -536,6 +536,23 @@ def models_rollback(
         typer.echo(f"champion is now {mv.version}" if mv else "no champion remains")
 
 
+@app.command("config")
+def show_config(as_json: JsonOpt = False) -> None:
+    """Print the effective settings (environment and defaults); secrets are shown as REDACTED."""
+    dump = _settings().redacted()
+    if as_json:
+        _emit(dump)
+        return
+
+    def lines(tree: dict[str, Any], prefix: str = "") -> list[str]:
+        out: list[str] = []
+        for key, value in tree.items():
+            out += lines(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key} = {value}"]
+        return out
+
+    typer.echo("\n".join(lines(dump)))
+
+
 @app.command()
 def version() -> None:
     """Print the tradeflow version."""

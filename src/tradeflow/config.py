@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -106,6 +107,24 @@ class Settings(BaseSettings):
     @property
     def ledger_path(self) -> Path:
         return self.data_dir / "ledger" / "ledger.sqlite"
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective settings as plain JSON values, every secret that is set shown as REDACTED
+        (F2: a config dump in a log, a report or a bug report must not carry a key)."""
+        return _redact(self)
+
+
+def _redact(model: BaseModel) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, SecretStr):
+            out[name] = "REDACTED"
+        elif isinstance(value, BaseModel):
+            out[name] = _redact(value)
+        else:
+            out[name] = TypeAdapter(Any).dump_python(value, mode="json")
+    return out
 
 
 @lru_cache(maxsize=1)
