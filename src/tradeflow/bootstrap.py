@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from tradeflow.calendar import default_calendar
 from tradeflow.config import Settings
-from tradeflow.core.decide import Decider, PolicyDecider, RuleDecider
+from tradeflow.core.decide import Book, Decider, PolicyDecider
 from tradeflow.core.safety import check_mode
 from tradeflow.core.tick import TickRuntime
 from tradeflow.data.ingest import IngestRequest, ingest
@@ -45,11 +47,15 @@ def make_broker(settings: Settings, name: str, clock: Callable[[], dt.datetime])
     raise ConfigError(f"unknown broker {name!r}; expected sim, alpaca or ib")
 
 
-def make_decider(settings: Settings, name: str) -> Decider:
+def make_decider(settings: Settings, name: str, ledger: Ledger | None = None, symbol: str = "") -> Decider:
+    """A rule reads its parameters from the governed learning store (defaults until a change is
+    adopted; control/test values while an experiment runs); the champion is the registry's model."""
     if name != "champion":
-        from tradeflow.strategies import make_strategy
+        from tradeflow.core.decide import GovernedRuleDecider
+        from tradeflow.learning import LearningStore
 
-        return RuleDecider(make_strategy(name))
+        last = (lambda: ledger.last_decision(name, symbol)) if ledger is not None else (lambda: None)
+        return GovernedRuleDecider(name, LearningStore(settings.learning_path), last_decision=last)
     from tradeflow.registry import ModelRegistry
     from tradeflow.rl.artifact import load_artifact
 
@@ -99,12 +105,13 @@ def build_tick_runtime(
 
     name = strategy or trading.strategy
     Path(settings.ledger_path).parent.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(settings.ledger_path)
     return TickRuntime(
         calendar=default_calendar(),
         broker=adapter,
-        ledger=Ledger(settings.ledger_path),
+        ledger=ledger,
         governor=RiskGovernor(RiskLimits()),
-        decider=lambda: make_decider(settings, name),
+        decider=lambda: make_decider(settings, name, ledger, trading.symbol),
         market_data=gated_market_data(settings, on_price),
         strategy=name,
         symbol=trading.symbol,
@@ -114,4 +121,67 @@ def build_tick_runtime(
         cash_tolerance=trading.cash_tolerance,
         cash_buffer=trading.cash_buffer,
         rebalance_band=trading.rebalance_band,
+    )
+
+
+def champion_health(settings: Settings, ledger: Ledger, session: dt.date, live_window: int = 60) -> Any:
+    """The RL champion's health on `session` (None without a champion): feature drift of the last
+    `live_window` sessions against its training window, realised against modelled costs of its fills
+    (modelled at each session's open, where the backtest fills), and agreement of its live decisions
+    with a replay of the policy over the same days.
+
+    The replay feeds the policy the features each live decision saw and the position the previous
+    live decision left (its sign; the unrealised P&L input is taken as 0, as the book's fill prices
+    are not replayed), so a disagreement means the model or its inputs changed, not the book."""
+    from tradeflow.features import build_features
+    from tradeflow.learning.health import assess_health
+    from tradeflow.registry import ModelRegistry
+    from tradeflow.rl.artifact import load_artifact
+
+    champion = ModelRegistry.for_data_dir(settings.data_dir).champion()
+    if champion is None:
+        return None
+    model = load_artifact(champion.path)
+    trading = settings.trading
+    store = SnapshotStore(settings.snapshots_dir)
+    bars = store.load(trading.symbol)
+    if bars is None:
+        return None  # nothing ingested yet: no live window to assess
+    vix = store.load(trading.vix_symbol) if trading.vix_symbol else None
+    spec = DEFAULT_SPEC if trading.vix_symbol else DEFAULT_SPEC.replace(include_vix=False)
+    features = build_features(bars, vix, spec)
+    frame = features.frame
+    days = pd.to_datetime(frame["session"]).dt.date
+    start, end = (pd.Timestamp(d).date() for d in model.meta["train_range"])
+    train = frame[(days >= start) & (days <= end)]
+    live = frame[(days > end) & (days <= session)].tail(live_window)
+
+    decisions = [d for d in ledger.decisions("champion", trading.symbol) if d.session <= session]
+    live_targets = pd.Series({d.session: d.target for d in decisions}, dtype=float)
+    replayed: dict[dt.date, float] = {}
+    position = 0.0
+    for d in decisions:
+        row = int(np.searchsorted(np.asarray(features.sessions), np.datetime64(d.session), side="left")) - 1
+        if row + 1 >= model.env_config.window:
+            book = Book(Decimal(int(np.sign(position))), Decimal(0), Decimal(1))
+            replayed[d.session] = PolicyDecider(model).target(features.slice(0, row + 1), book)
+        position = d.target
+    orders = {o.client_order_id: o for o in ledger.orders() if o.strategy == "champion"}
+    fills = pd.DataFrame(
+        [
+            (orders[e.client_order_id].session, e.side.value, float(e.qty), float(e.price), float(e.commission))
+            for e in ledger.fills()
+            if e.client_order_id in orders
+        ],
+        columns=["session", "side", "qty", "price", "commission"],
+    )
+    opens = pd.Series(bars["open"].to_numpy(dtype=float), index=pd.to_datetime(bars["session"]).dt.date)
+    return assess_health(
+        train_features=train,
+        live_features=live,
+        fills=fills,
+        reference=opens,
+        cost_model=model.cost,
+        live_targets=live_targets,
+        replay_targets=pd.Series(replayed, dtype=float),
     )

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from tradeflow import __version__
 from tradeflow.calendar import default_calendar, to_session, to_utc
 from tradeflow.config import Settings, get_settings
-from tradeflow.errors import DataQualityError, TradeflowError
+from tradeflow.errors import DataQualityError, InputError, TradeflowError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_GATE = 0, 1, 2, 3
 
@@ -534,6 +534,60 @@ def models_rollback(
         _emit({"champion": mv.version if mv else None})
     else:
         typer.echo(f"champion is now {mv.version}" if mv else "no champion remains")
+
+
+@app.command()
+def review(
+    session: Annotated[
+        str | None, typer.Option(help="Session to review (YYYY-MM-DD); default: the last completed.")
+    ] = None,
+    now: Annotated[
+        str | None, typer.Option(help="The present instant (ISO with timezone); default: the clock.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The daily learning review: trades, patterns, experiments (and governed changes), model health."""
+    import datetime as dt
+
+    from tradeflow.bootstrap import champion_health
+    from tradeflow.calendar import default_calendar
+    from tradeflow.learning.notes import LlmSettings
+    from tradeflow.learning.review import run_review, write_report
+    from tradeflow.learning.store import LearningStore
+
+    settings = _settings()
+    instant = _now(now)
+    if session is None:
+        day = default_calendar().last_completed_session(instant).date()
+    else:
+        try:
+            day = dt.date.fromisoformat(session)
+        except ValueError:
+            raise InputError(f"--session must be YYYY-MM-DD, got {session!r}") from None
+        if not default_calendar().is_session(day):
+            raise InputError(f"{day} is not an NYSE session")
+    learning = settings.learning
+    llm = LlmSettings(learning.llm_api_key, learning.llm_base_url, learning.llm_model) if learning.llm_api_key else None
+    ledger = _ledger()
+    try:
+        with LearningStore(settings.learning_path) as store:
+            health = champion_health(settings, ledger, day)
+            result = run_review(
+                ledger, store, day, health=health, llm=llm, min_trades=learning.min_trades, now=instant.to_pydatetime()
+            )
+    finally:
+        ledger.close()
+    report = write_report(result, settings.reports_dir)
+    if as_json:
+        _emit({**result.to_dict(), "report": str(report)})
+        return
+    s = result.summary
+    typer.echo(f"review {day}: {s.get('count', 0)} trades so far, {len(result.day_trades)} closed today")
+    for action in result.actions:
+        typer.echo(f"  {action.kind}: {action.strategy}.{action.param} — {action.reasoning}")
+    for note in result.notes:
+        typer.echo(f"  [{note.severity}] {note.text}")
+    typer.echo(f"report: {report}")
 
 
 @app.command("config")

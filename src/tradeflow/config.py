@@ -49,6 +49,17 @@ class QualitySettings(BaseModel):
 LIVE_CONFIRMATION = "I understand this trades real money"
 
 
+class LearningSettings(BaseModel):
+    """The daily learning review. The LLM only enriches the analyst notes when a key is set; it is
+    never required and no decision reads what it writes."""
+
+    model_config = ConfigDict(frozen=True)
+    min_trades: int = Field(30, ge=30)
+    llm_api_key: SecretStr | None = None
+    llm_base_url: str = "https://api.openai.com/v1"
+    llm_model: str = "gpt-4o-mini"
+
+
 class TradingSettings(BaseModel):
     """The trading tick. Paper is the default; live needs `live: true`, live keys AND the exact
     confirmation value together (RELIABILITY E6)."""
@@ -91,6 +102,7 @@ class Settings(BaseSettings):
     ib: IBSettings = IBSettings()
     quality: QualitySettings = QualitySettings()
     trading: TradingSettings = TradingSettings()
+    learning: LearningSettings = LearningSettings()
 
     @property
     def snapshots_dir(self) -> Path:
@@ -107,6 +119,11 @@ class Settings(BaseSettings):
     @property
     def ledger_path(self) -> Path:
         return self.data_dir / "ledger" / "ledger.sqlite"
+
+    @property
+    def learning_path(self) -> Path:
+        """The governed parameters, experiments, patterns and learning history (issue 5)."""
+        return self.data_dir / "learning" / "learning.sqlite"
 
     def redacted(self) -> dict[str, Any]:
         """The effective settings as plain JSON values, every secret that is set shown as REDACTED

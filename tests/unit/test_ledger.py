@@ -74,7 +74,7 @@ def test_ledger_file_is_in_wal_mode_and_schema_is_versioned(ledger: Ledger, path
     ledger.close()
     with Ledger(path) as again:  # opening twice creates nothing twice
         assert again.schema_version() == SCHEMA_VERSION
-    assert raw(path).execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 1
+    assert raw(path).execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_a_ledger_written_by_newer_code_is_refused(path: Path) -> None:
@@ -442,3 +442,40 @@ def test_dump_shows_every_table(ledger: Ledger) -> None:
     tables = ledger.dump()
     assert {"orders", "fills", "positions", "cash", "trading_state", "daily_pnl", "ticks", "audit"} <= set(tables)
     assert tables["orders"][0]["client_order_id"] == intent().client_order_id
+
+
+# --- decisions (schema v2, the learning review's context) ----------------------------------
+
+
+def test_a_v1_ledger_gains_the_decisions_table_and_keeps_its_rows(path: Path) -> None:
+    from tradeflow.ledger.schema import MIGRATIONS
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = raw(path)
+    conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY)")
+    for statement in MIGRATIONS[1]:
+        conn.execute(statement)
+    conn.execute("INSERT INTO schema_version VALUES (1)")
+    conn.execute("UPDATE cash SET balance = '123'")
+    conn.close()
+    with Ledger(path) as ledger:
+        assert ledger.schema_version() == 2
+        assert ledger.cash() == D("123")
+        assert ledger.decisions() == []
+
+
+def test_the_first_decision_of_a_session_is_kept_and_read_back_with_its_context(ledger: Ledger) -> None:
+    from tradeflow.ledger import DecisionRecord
+
+    day = dt.date(2024, 1, 25)
+    first = DecisionRecord("rsi", "SPY", day, 1.0, {"lower": 45.0}, "test", "exp-1", 13.2, "up")
+    assert ledger.record_decision(first, NOW)
+    assert not ledger.record_decision(DecisionRecord("rsi", "SPY", day, 0.0), NOW)  # a later tick, same day
+    later = DecisionRecord("rsi", "SPY", dt.date(2024, 1, 26), 0.0, vix=float("nan"))
+    ledger.record_decision(later, NOW)
+    ledger.record_decision(DecisionRecord("sma", "SPY", day, 1.0), NOW)
+    assert ledger.decisions("rsi", "SPY") == [first, DecisionRecord("rsi", "SPY", dt.date(2024, 1, 26), 0.0)]
+    assert ledger.last_decision("rsi", "SPY") == ledger.decisions("rsi")[-1]
+    assert ledger.last_decision("rsi", "SPY", before=dt.date(2024, 1, 26)) == first
+    assert ledger.last_decision("macd", "SPY") is None
+    assert len(ledger.dump()["decisions"]) == 3

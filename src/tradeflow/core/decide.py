@@ -7,13 +7,18 @@ unrealised P&L), but the position comes from the broker's real book, not from a 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
 import numpy as np
+import pandas as pd
 
 from tradeflow.features import Features
+from tradeflow.learning import LearningStore, ParamChoice, params_for
+from tradeflow.learning.experiments import TEST
+from tradeflow.ledger import DecisionRecord
 from tradeflow.rl.artifact import LoadedModel
 from tradeflow.rl.env import ObservationBuilder, next_target, unrealised_pnl
 from tradeflow.strategies import Strategy
@@ -67,3 +72,56 @@ class PolicyDecider:
         obs = ObservationBuilder(matrix[-window:], window).observation(window - 1, current, pnl)
         action = self.model.act(obs)
         return next_target(action, current, self.model.env_config.allow_short)
+
+
+def numeric_params(strategy: Strategy) -> dict[str, float]:
+    """A rule's tunable numbers (booleans such as allow_short are switches, not tunable values)."""
+    dump = strategy.model_dump() if hasattr(strategy, "model_dump") else {}
+    return {k: float(v) for k, v in dump.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+class GovernedRuleDecider:
+    """A rule whose parameters come from the governed learning store (issue 5): the defaults,
+    overlaid with adopted changes, and — while an experiment runs — the control or test value of the
+    session's arm (`tradeflow.learning.params_for`). `choice` says what the last decision used, and
+    the tick writes it to the ledger's decisions, where the review finds each trade's arm.
+
+    An open position keeps the arm it was entered with: its exit is decided with the same
+    parameters as its entry, so a trade belongs wholly to one arm (`last_decision` is the ledger's
+    previous decision of this strategy; by induction it carries the entry's arm).
+    """
+
+    def __init__(
+        self,
+        strategy: str,
+        store: LearningStore,
+        *,
+        last_decision: Callable[[], DecisionRecord | None] = lambda: None,
+        factory: Callable[..., Strategy] | None = None,
+    ) -> None:
+        from tradeflow.strategies import make_strategy
+
+        self.name = strategy
+        self.store = store
+        self._factory: Callable[..., Strategy] = factory or (lambda **params: make_strategy(strategy, **params))
+        self._defaults = numeric_params(self._factory())
+        self._last_decision = last_decision
+        self.choice = ParamChoice(dict(self._defaults))
+
+    def target(self, features: Features, book: Book) -> float:
+        session = pd.Timestamp(features.sessions[-1]).date()
+        choice = params_for(self.store, self.name, self._defaults, session)
+        previous = self._last_decision()
+        if (
+            book.shares != 0
+            and previous is not None
+            and choice.experiment_id
+            and previous.experiment_id == choice.experiment_id
+            and previous.arm != choice.arm
+        ):
+            experiment = self.store.get_experiment(choice.experiment_id)
+            if experiment is not None:
+                value = experiment.test if previous.arm == TEST else experiment.control
+                choice = ParamChoice({**choice.params, experiment.param: value}, previous.arm, experiment.id)
+        self.choice = choice
+        return float(self._factory(**choice.params).targets(features)[-1])

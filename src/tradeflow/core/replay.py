@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
@@ -133,7 +134,7 @@ def _window(sessions: np.ndarray, start: DateLike, end: DateLike) -> tuple[int, 
 
 def replay(
     data: Features | LiveBars,
-    strategy: Strategy | Decider,
+    strategy: Strategy | Decider | None,
     start: DateLike,
     end: DateLike,
     *,
@@ -145,11 +146,16 @@ def replay(
     tick_time: dt.time = dt.time(9, 35),
     calendar: MarketCalendar | None = None,
     workdir: Path | None = None,
+    decider_factory: Callable[[Ledger], Decider] | None = None,
+    after_close: Callable[[dt.date, Ledger], None] | None = None,
 ) -> ReplayResult:
     """Replay `strategy` through `run_tick` over the sessions in [start, end] (inclusive).
 
     The ledger lives in `workdir` (kept, for inspection) or in a temporary folder (removed); the sim
     broker keeps its books in memory. Nothing here reads the wall clock.
+    `decider_factory` builds the decider from the replay's ledger (a governed rule reads its previous
+    decision there) and replaces `strategy`; `after_close(session, ledger)` runs after each session's
+    close, as the daily learning review does after the real one.
     """
     full = data if isinstance(data, Features) else build_features(data.bars, data.vix, data.spec)
     priced = adjusted_features(full) if adjust_dividends else full
@@ -158,7 +164,6 @@ def replay(
     opens = priced.bars["open"].to_numpy(dtype=float)
     closes = priced.bars["close"].to_numpy(dtype=float)
     volumes = priced.bars["volume"].to_numpy(dtype=float)
-    decider = RuleDecider(strategy) if isinstance(strategy, Strategy) else strategy
     symbol = full.symbol
     cal = calendar or default_calendar()
 
@@ -178,6 +183,12 @@ def replay(
     reports: list[TickReport] = []
     with tempfile.TemporaryDirectory(prefix="tradeflow-replay-") as tmp:
         ledger = Ledger((workdir or Path(tmp)) / "ledger.sqlite")
+        if decider_factory is not None:
+            decider: Decider = decider_factory(ledger)
+        elif strategy is None:
+            raise InputError("replay needs a strategy or a decider_factory")
+        else:
+            decider = RuleDecider(strategy) if isinstance(strategy, Strategy) else strategy
         try:
             for row in range(i0 + 1, i1):
                 now = _instant(sessions[row], tick_time)
@@ -201,6 +212,8 @@ def replay(
                 broker.set_price(symbol, Decimal(str(closes[row])), volumes[row])
                 broker.end_session(sessions[row].date())  # DAY orders left open expire, as at a broker
                 equity.append(float(broker.account().equity))
+                if after_close is not None:
+                    after_close(sessions[row].date(), ledger)
         finally:
             ledger.close()
     rows = [

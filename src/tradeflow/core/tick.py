@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import logging
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from decimal import ROUND_FLOOR, Decimal
@@ -29,7 +30,7 @@ from tradeflow.errors import BrokerUnavailable, DataQualityError, DataStaleError
 from tradeflow.execution.base import Broker
 from tradeflow.features import Features, FeaturesStaleError
 from tradeflow.features.schema import FeatureError
-from tradeflow.ledger import Ledger, make_tick_key
+from tradeflow.ledger import DecisionRecord, Ledger, make_tick_key
 from tradeflow.risk import RiskContext, RiskGovernor
 
 log = logging.getLogger("tradeflow.tick")
@@ -99,6 +100,30 @@ class TickReport:
         lines += [f"- ALERT: {a}" for a in self.alerts]
         lines += [f"- note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+def _last(features: Features, column: str) -> float:
+    frame = features.frame
+    return float(frame[column].iloc[-1]) if column in frame.columns and len(frame) else float("nan")
+
+
+def _decision(rt: TickRuntime, decider: Decider, features: Features, session: dt.date, weight: float) -> DecisionRecord:
+    """The decision and what it was made with: a governed decider says which parameters and which
+    experiment arm it used (`choice`); the regime (VIX, SMA-30 vs SMA-60 trend) is the features'."""
+    choice = getattr(decider, "choice", None)
+    gap_long, gap_short = _last(features, "sma_60_gap"), _last(features, "sma_30_gap")
+    trend = "" if math.isnan(gap_long) or math.isnan(gap_short) else ("up" if gap_long > gap_short else "down")
+    return DecisionRecord(
+        rt.strategy,
+        rt.symbol,
+        session,
+        float(weight),
+        params=dict(getattr(choice, "params", {}) or {}),
+        arm=str(getattr(choice, "arm", "") or ""),
+        experiment_id=str(getattr(choice, "experiment_id", "") or ""),
+        vix=_last(features, "vix"),
+        trend=trend,
+    )
 
 
 def _round_shares(value: Decimal) -> Decimal:
@@ -191,6 +216,7 @@ def run_tick(rt: TickRuntime, now: Any) -> TickReport:
         return _finish(rt, report, key, now_dt)
     weight = decider.target(features, Book(shares, position.avg_price if position else Decimal(0), book.account.equity))
     report.target_weight = weight
+    rt.ledger.record_decision(_decision(rt, decider, features, session, weight), now_dt, run_id=rt.run_id)
     investable = book.account.equity * (1 - Decimal(str(rt.cash_buffer)))
     target = _round_shares(Decimal(str(weight)) * investable / close) if close > 0 else Decimal(0)
     todays_orders = [o for o in rt.ledger.orders() if o.session == session]  # read once per tick

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, NamedTuple
 
 from tradeflow.domain import OrderIntent, OrderStatus, Side, TradingState
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Each version's statements run once, in order, inside one transaction; IF NOT EXISTS keeps a
 # half-known database (created by an older run of the same version) safe to open again.
@@ -132,6 +132,25 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "INSERT OR IGNORE INTO cash (id, balance, as_of, updated_at) VALUES (1, '0', NULL, '')",
         "INSERT OR IGNORE INTO trading_state (id, state, reason, since) VALUES (1, 'ACTIVE', 'new ledger', NULL)",
     ),
+    # v2: what each tick decided and with which governed parameters (issue 5, learning review).
+    # One row per (strategy, symbol, session): the session's first decision is the one its orders
+    # came from (a rule decides once a day; later ticks only re-size toward it).
+    2: (
+        """CREATE TABLE IF NOT EXISTS decisions (
+            strategy TEXT NOT NULL,
+            symbol TEXT NOT NULL,
+            session TEXT NOT NULL,
+            target REAL NOT NULL,
+            params TEXT NOT NULL DEFAULT '{}',
+            arm TEXT NOT NULL DEFAULT '',
+            experiment_id TEXT NOT NULL DEFAULT '',
+            vix REAL,
+            trend TEXT NOT NULL DEFAULT '',
+            ts TEXT NOT NULL,
+            run_id TEXT,
+            PRIMARY KEY (strategy, symbol, session)
+        )""",
+    ),
 }
 
 TABLES = (
@@ -145,6 +164,7 @@ TABLES = (
     "trading_state",
     "daily_pnl",
     "ticks",
+    "decisions",
     "audit",
 )
 
@@ -331,6 +351,22 @@ class TickRecord:
     report: dict[str, Any]
     created_at: dt.datetime
     updated_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """A tick's decision with its context: the governed parameters and experiment arm it used, and
+    the market regime it saw (VIX level, trend) — what the learning review groups trades by."""
+
+    strategy: str
+    symbol: str
+    session: dt.date
+    target: float
+    params: dict[str, float] = field(default_factory=dict)
+    arm: str = ""
+    experiment_id: str = ""
+    vix: float | None = None
+    trend: str = ""
 
 
 @dataclass(frozen=True)

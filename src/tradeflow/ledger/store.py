@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -52,6 +53,7 @@ from tradeflow.ledger.schema import (
     AuditKind,
     AuditRow,
     DailyPnl,
+    DecisionRecord,
     LedgerOrder,
     TickRecord,
     TradingStateRecord,
@@ -510,6 +512,62 @@ class Ledger:
                 (key, status, body, at, at),
             )
             self._audit(c, AuditKind.TICK_RECORDED, to_json({"key": key, "status": status}), now, run_id)
+
+    def record_decision(self, decision: DecisionRecord, now: dt.datetime, run_id: str | None = None) -> bool:
+        """Keep the session's first decision (True when this one was new)."""
+        vix = None if decision.vix is None or math.isnan(decision.vix) else float(decision.vix)
+        with self._write("record_decision") as c:
+            cur = c.execute(
+                "INSERT OR IGNORE INTO decisions (strategy, symbol, session, target, params, arm, experiment_id, vix, "
+                "trend, ts, run_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    decision.strategy,
+                    decision.symbol,
+                    decision.session.isoformat(),
+                    float(decision.target),
+                    to_json(decision.params),
+                    decision.arm,
+                    decision.experiment_id,
+                    vix,
+                    decision.trend,
+                    ts_text(now),
+                    run_id,
+                ),
+            )
+            return cur.rowcount == 1
+
+    def decisions(self, strategy: str | None = None, symbol: str | None = None) -> list[DecisionRecord]:
+        """Decisions in session order, optionally of one strategy and symbol."""
+        clause, args = "WHERE 1=1", list[str]()
+        if strategy is not None:
+            clause, args = clause + " AND strategy = ?", [*args, strategy]
+        if symbol is not None:
+            clause, args = clause + " AND symbol = ?", [*args, symbol]
+        with self._read("decisions") as c:
+            rows = c.execute(
+                "SELECT strategy, symbol, session, target, params, arm, experiment_id, vix, trend FROM decisions "
+                f"{clause} ORDER BY session, strategy, symbol",
+                args,
+            ).fetchall()
+        return [
+            DecisionRecord(r[0], r[1], dt.date.fromisoformat(r[2]), r[3], json.loads(r[4]), r[5], r[6], r[7], r[8])
+            for r in rows
+        ]
+
+    def last_decision(self, strategy: str, symbol: str, before: dt.date | None = None) -> DecisionRecord | None:
+        """The latest decision of (strategy, symbol), strictly before `before` when given."""
+        clause, args = "WHERE strategy = ? AND symbol = ?", [strategy, symbol]
+        if before is not None:
+            clause, args = clause + " AND session < ?", [*args, before.isoformat()]
+        with self._read("last_decision") as c:
+            r = c.execute(
+                "SELECT strategy, symbol, session, target, params, arm, experiment_id, vix, trend FROM decisions "
+                f"{clause} ORDER BY session DESC LIMIT 1",
+                args,
+            ).fetchone()
+        if r is None:
+            return None
+        return DecisionRecord(r[0], r[1], dt.date.fromisoformat(r[2]), r[3], json.loads(r[4]), r[5], r[6], r[7], r[8])
 
     def tick_seen(self, key: str) -> bool:
         with self._read("tick_seen") as c:
