@@ -28,6 +28,7 @@ import yaml
 from prefect import serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig
 from prefect.deployments.runner import RunnerDeployment
+from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 from prefect.flows import Flow, load_flow_from_entrypoint
 from prefect.schedules import Cron, Interval, RRule, Schedule
 from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
@@ -80,6 +81,8 @@ def build_deployments(project: dict[str, Any], root: Path = REPO_ROOT) -> list[R
             concurrency_limit=concurrency_from_yaml(spec.get("concurrency_limit")),
             description=spec.get("description"),
             tags=spec.get("tags"),
+            # e.g. train-spy/nightly also runs on the learning review's tradeflow.model.degraded event
+            triggers=[DeploymentEventTrigger(**t) for t in spec.get("triggers") or []],
         )
         out.append(cast(RunnerDeployment, deployment))
     return out

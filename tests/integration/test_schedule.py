@@ -82,7 +82,7 @@ def test_every_exdate_is_local_wall_clock_at_the_rule_time() -> None:
     assert len(rrule) <= nyse_schedule.MAX_RRULE_LENGTH
 
 
-@pytest.mark.parametrize("name", ["daily", "nightly"])
+@pytest.mark.parametrize("name", ["daily", "nightly", "after-close"])
 def test_committed_rrule_is_what_the_generator_makes_from_the_marker_arguments(name: str) -> None:
     text = PREFECT_YAML.read_text()
     spec = nyse_schedule.find_spec(text, name)
@@ -140,9 +140,12 @@ def test_serve_builds_the_daily_deployment_with_the_yaml_schedule(monkeypatch: p
     deployments = serve.build_deployments(serve.load_project(PREFECT_YAML))
     assert sorted((d.flow_name, d.name) for d in deployments) == [
         ("ingest", "daily"),
+        ("learning-review", "after-close"),
         ("trading-tick", "market-hours"),
         ("train-spy", "nightly"),
     ]
+    [nightly] = [d for d in deployments if d.name == "nightly"]
+    assert [t.expect for t in nightly.triggers] == [{"tradeflow.model.degraded"}]
     [ticks] = [d for d in deployments if d.name == "market-hours"]
     assert ticks.concurrency_options is not None
     assert str(ticks.concurrency_options.collision_strategy).endswith("CANCEL_NEW")
@@ -164,3 +167,16 @@ def test_nightly_deployment_is_the_train_spy_flow_with_its_config_file() -> None
     assert d["concurrency_limit"] == 1
     config = TrainSpyConfig.load(REPO_ROOT / d["parameters"]["config_path"])
     assert config.ppo.total_timesteps >= 100_000  # the nightly run trains longer than `make run`
+
+
+def test_learning_review_runs_after_ingest_and_train_spy_retrains_on_a_degraded_champion_event() -> None:
+    project = yaml.safe_load(PREFECT_YAML.read_text())
+    by_name = {d["name"]: d for d in project["deployments"]}
+    review = by_name["after-close"]
+    assert review["entrypoint"] == "flows/learning_review.py:learning_review"
+    assert review["schedules"][0]["rrule"].startswith("DTSTART:20261120T174500")  # 17:45, after ingest's 17:15
+    [trigger] = by_name["nightly"]["triggers"]
+    from tasks.learning import CHAMPION_RESOURCE, DEGRADED_EVENT
+
+    assert trigger["expect"] == [DEGRADED_EVENT]
+    assert trigger["match"] == {"prefect.resource.id": CHAMPION_RESOURCE}
