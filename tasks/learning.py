@@ -13,8 +13,8 @@ from prefect.events import emit_event
 
 from tradeflow.bootstrap import champion_health
 from tradeflow.config import Settings
+from tradeflow.learning.daily_review import ReviewResult, run_review, write_report
 from tradeflow.learning.notes import LlmSettings
-from tradeflow.learning.review import ReviewResult, run_review, write_report
 from tradeflow.learning.store import LearningStore
 from tradeflow.ledger import Ledger
 

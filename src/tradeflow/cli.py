@@ -551,8 +551,8 @@ def review(
 
     from tradeflow.bootstrap import champion_health
     from tradeflow.calendar import default_calendar
+    from tradeflow.learning.daily_review import run_review, write_report
     from tradeflow.learning.notes import LlmSettings
-    from tradeflow.learning.review import run_review, write_report
     from tradeflow.learning.store import LearningStore
 
     settings = _settings()

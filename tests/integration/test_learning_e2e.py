@@ -29,7 +29,7 @@ from tradeflow.core.replay import replay
 from tradeflow.data.sources.files import read_bar_file
 from tradeflow.features import DEFAULT_SPEC, Features, build_features
 from tradeflow.learning import LearningStore, propose
-from tradeflow.learning.review import ReviewResult, run_review, write_report
+from tradeflow.learning.daily_review import ReviewResult, run_review, write_report
 from tradeflow.ledger import Ledger
 from tradeflow.sim import CostModel
 
