@@ -11,12 +11,9 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from tradeflow.bootstrap import champion_health
+from tradeflow.bootstrap import review_session as run_review_session
 from tradeflow.config import Settings
-from tradeflow.learning.daily_review import ReviewResult, run_review, write_report
-from tradeflow.learning.notes import LlmSettings
-from tradeflow.learning.store import LearningStore
-from tradeflow.ledger import Ledger
+from tradeflow.learning.daily_review import ReviewResult
 
 REVIEW_ARTIFACT_KEY = "learning-review"
 DEGRADED_EVENT = "tradeflow.model.degraded"
@@ -27,12 +24,8 @@ CHAMPION_RESOURCE = "tradeflow.model.champion"
 # concluded experiment is not reviewed twice) but a retry storm would only repeat a real error.
 @task(name="learning-review", cache_policy=NO_CACHE)
 def review_session(settings: Settings, session: dt.date, now: dt.datetime) -> tuple[ReviewResult, Path]:
-    learning = settings.learning
-    llm = LlmSettings(learning.llm_api_key, learning.llm_base_url, learning.llm_model) if learning.llm_api_key else None
-    with Ledger(settings.ledger_path) as ledger, LearningStore(settings.learning_path) as store:
-        health = champion_health(settings, ledger, session)
-        result = run_review(ledger, store, session, health=health, llm=llm, min_trades=learning.min_trades, now=now)
-    return result, write_report(result, settings.reports_dir)
+    result, report = run_review_session(settings, session, now)
+    return result, report
 
 
 @task(name="publish-review", cache_policy=NO_CACHE)

@@ -185,3 +185,19 @@ def champion_health(settings: Settings, ledger: Ledger, session: dt.date, live_w
         live_targets=live_targets,
         replay_targets=pd.Series(replayed, dtype=float),
     )
+
+
+def review_session(settings: Settings, session: dt.date, now: dt.datetime) -> tuple[Any, Path]:
+    """The daily learning review of `session` with this installation's ledger, learning store,
+    champion health and optional LLM: one wiring for the flow's task and `tradeflow review`."""
+    from tradeflow.learning.daily_review import run_review, write_report
+    from tradeflow.learning.notes import LlmSettings
+    from tradeflow.learning.store import LearningStore
+
+    learning = settings.learning
+    llm = LlmSettings(learning.llm_api_key, learning.llm_base_url, learning.llm_model) if learning.llm_api_key else None
+    settings.ledger_path.parent.mkdir(parents=True, exist_ok=True)
+    with Ledger(settings.ledger_path) as ledger, LearningStore(settings.learning_path) as store:
+        health = champion_health(settings, ledger, session)
+        result = run_review(ledger, store, session, health=health, llm=llm, min_trades=learning.min_trades, now=now)
+    return result, write_report(result, settings.reports_dir)

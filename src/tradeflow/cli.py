@@ -549,11 +549,8 @@ def review(
     """The daily learning review: trades, patterns, experiments (and governed changes), model health."""
     import datetime as dt
 
-    from tradeflow.bootstrap import champion_health
+    from tradeflow.bootstrap import review_session
     from tradeflow.calendar import default_calendar
-    from tradeflow.learning.daily_review import run_review, write_report
-    from tradeflow.learning.notes import LlmSettings
-    from tradeflow.learning.store import LearningStore
 
     settings = _settings()
     instant = _now(now)
@@ -566,18 +563,7 @@ def review(
             raise InputError(f"--session must be YYYY-MM-DD, got {session!r}") from None
         if not default_calendar().is_session(day):
             raise InputError(f"{day} is not an NYSE session")
-    learning = settings.learning
-    llm = LlmSettings(learning.llm_api_key, learning.llm_base_url, learning.llm_model) if learning.llm_api_key else None
-    ledger = _ledger()
-    try:
-        with LearningStore(settings.learning_path) as store:
-            health = champion_health(settings, ledger, day)
-            result = run_review(
-                ledger, store, day, health=health, llm=llm, min_trades=learning.min_trades, now=instant.to_pydatetime()
-            )
-    finally:
-        ledger.close()
-    report = write_report(result, settings.reports_dir)
+    result, report = review_session(settings, day, instant.to_pydatetime())
     if as_json:
         _emit({**result.to_dict(), "report": str(report)})
         return

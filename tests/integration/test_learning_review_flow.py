@@ -13,6 +13,7 @@ import pytest
 from flows.learning_review import learning_review
 from tasks import learning as learning_tasks
 from tests.integration.test_ingest_flow import _artifacts
+from tradeflow import bootstrap
 from tradeflow.config import get_settings
 from tradeflow.core.replay import replay
 from tradeflow.data.sources.files import read_bar_file
@@ -68,7 +69,7 @@ def test_an_unhealthy_champion_emits_the_event_that_triggers_an_early_retrain(
         train_sessions=500,
         live_sessions=60,
     )
-    monkeypatch.setattr(learning_tasks, "champion_health", lambda settings, ledger, session: breached)
+    monkeypatch.setattr(bootstrap, "champion_health", lambda settings, ledger, session: breached)
     emitted: list[dict[str, Any]] = []
     monkeypatch.setattr(learning_tasks, "emit_event", lambda **kw: emitted.append(kw))
     get_settings.cache_clear()
