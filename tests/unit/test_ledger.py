@@ -88,7 +88,7 @@ def test_money_is_stored_as_exact_decimal_text(ledger: Ledger, path: Path) -> No
     ledger.set_cash(D("0.1"), "deposit", NOW)
     ledger.apply_execution(fill("e1", "3", "0.1", fee="0.2"), NOW)
     assert ledger.cash() == D("-0.4")  # 0.1 - 3*0.1 - 0.2, no float residue
-    assert raw(path).execute("SELECT balance, typeof(balance) FROM cash").fetchone() == ("-0.4", "text")
+    assert raw(path).execute("SELECT balance, typeof(balance) FROM cash").fetchone() == ("-0.40", "text")  # cents
 
 
 # --- audit trail (F3) -----------------------------------------------------------------------
@@ -305,7 +305,7 @@ def test_b6_set_cash_is_an_audited_external_adjustment(ledger: Ledger) -> None:
     ledger.apply_execution(fill("e3", "1", "100", Side.SELL, minute=12, fee="1"), at(12))
     assert ledger.cash() == ledger.recompute_cash() == D(50099)
     (row,) = [r for r in ledger.audit_rows() if r.kind == "external_adjustment"]
-    assert (row.payload["from"], row.payload["to"], row.payload["reason"]) == ("-1000", "50000", "B6 broker cash")
+    assert (row.payload["from"], row.payload["to"], row.payload["reason"]) == ("-1000.00", "50000", "B6 broker cash")
 
 
 # --- failures: LedgerError and no partial writes (A6) ---------------------------------------

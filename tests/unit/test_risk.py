@@ -62,6 +62,11 @@ def ctx(**over: object) -> RiskContext:
         "last_close": {"SPY": D(500), "QQQ": D(400), "IWM": D(200)},
     }
     base.update(over)
+    if "cash" not in over and base["equity"] is not None and base["positions"] is not None:
+        # A consistent book: cash is what the equity holds beyond the positions at their prices (the
+        # governor never trusts an equity the marked positions do not support).
+        held = sum((q * base["prices"].get(s, D(0)) for s, q in base["positions"].items()), D(0))  # type: ignore[attr-defined,union-attr]
+        base["cash"] = base["equity"] - held  # type: ignore[operator]
     return RiskContext(**base)  # type: ignore[arg-type]
 
 

@@ -3,66 +3,14 @@ SPY features (RELIABILITY A, B, C, D3, E1, F3)."""
 
 from __future__ import annotations
 
-import datetime as dt
-from decimal import Decimal
-
 import pandas as pd
-import pytest
 
-from tradeflow.calendar import default_calendar
+from tests.unit.conftest import LAST_SESSION, OPEN_NOW
 from tradeflow.core.decide import RuleDecider
-from tradeflow.core.tick import TickRuntime, run_tick, stop_trading
+from tradeflow.core.tick import run_tick, stop_trading
 from tradeflow.data.sources.files import read_bar_file
 from tradeflow.domain import OrderStatus, TradingState
-from tradeflow.execution.fake import FakeBroker
 from tradeflow.features import DEFAULT_SPEC, features_for_live
-from tradeflow.ledger import Ledger
-from tradeflow.risk import RiskGovernor, RiskLimits
-from tradeflow.strategies import make_strategy
-
-OPEN_NOW = pd.Timestamp("2024-01-25 15:00", tz="UTC")  # 10:00 New York, a session
-LAST_SESSION = "2024-01-24"
-
-
-@pytest.fixture(scope="module")
-def live_features(real_data):
-    spy = read_bar_file(real_data / "SPY.csv", "SPY")
-    vix = read_bar_file(real_data / "VIX.csv", "^VIX")
-    return features_for_live(spy, vix, DEFAULT_SPEC, session=LAST_SESSION)
-
-
-class Clock:
-    def __init__(self, now: pd.Timestamp) -> None:
-        self.now = now.to_pydatetime()
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-
-@pytest.fixture
-def world(tmp_path, live_features):
-    clock = Clock(OPEN_NOW)
-    broker = FakeBroker(clock)
-    broker.set_price("SPY", Decimal(str(live_features.bars["close"].iloc[-1])))
-    ledger = Ledger(tmp_path / "ledger.sqlite")
-    strategy = {"name": "buy_and_hold"}
-
-    def runtime(**overrides):
-        base = dict(
-            calendar=default_calendar(),
-            broker=broker,
-            ledger=ledger,
-            governor=RiskGovernor(RiskLimits()),
-            decider=lambda: RuleDecider(make_strategy(strategy["name"])),
-            market_data=lambda now: live_features,
-            strategy="test",
-            symbol="SPY",
-        )
-        base.update(overrides)
-        return TickRuntime(**base)
-
-    yield clock, broker, ledger, runtime, strategy
-    ledger.close()
 
 
 def kinds(ledger, cid):

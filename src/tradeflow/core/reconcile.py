@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from tradeflow.domain import Account, OrderStatus, Position, TradingState
+from tradeflow.domain import Account, OrderStatus, Position, TradingState, to_cents
 
 if TYPE_CHECKING:
     from tradeflow.core.tick import TickRuntime
@@ -89,7 +89,8 @@ def reconcile(rt: TickRuntime, now: dt.datetime, session: dt.date) -> BookView:
         if not first_sync:
             view.alerts.append(f"position drift: {why}; adopted the broker's view, REDUCING until acknowledged")
             ledger.set_trading_state(TradingState.REDUCING, f"drift: {why}", now, run_id=run)
-    gap = abs(ledger.cash() - account.cash)
+    # Compared at the broker's precision: sub-cent digits are rounding, not drift (issue 9, item 8).
+    gap = abs(to_cents(ledger.cash()) - to_cents(account.cash))
     if gap > 0:
         ledger.set_cash(account.cash, f"EXTERNAL: broker cash {account.cash}, ledger {ledger.cash()}", now, run_id=run)
         share = gap / account.equity if account.equity > 0 else Decimal(1)

@@ -31,7 +31,7 @@ from tradeflow.execution.base import Broker
 from tradeflow.features import Features, FeaturesStaleError
 from tradeflow.features.schema import FeatureError
 from tradeflow.ledger import DecisionRecord, Ledger, make_tick_key
-from tradeflow.risk import RiskContext, RiskGovernor
+from tradeflow.risk import RiskContext, RiskGovernor, mark_equity
 
 log = logging.getLogger("tradeflow.tick")
 
@@ -205,19 +205,26 @@ def run_tick(rt: TickRuntime, now: Any) -> TickReport:
         report.status, report.alerts = "DATA_REJECTED", [*report.alerts, f"features unusable, not trading: {exc}"]
         return _finish(rt, report, key, now_dt)
 
-    # 3. Decide and size against the broker's position.
+    # 3. Decide and size against the broker's position, with equity marked at the price the order
+    # will face (G2): the broker's own mark may still be the previous close on a gap open.
     position = book.positions.get(rt.symbol)
     shares = position.qty if position else Decimal(0)
     close = Decimal(str(float(features.bars["close"].iloc[-1])))
+    held = {s: p.qty for s, p in book.positions.items()}
+    marked = mark_equity(book.account.cash, held, {rt.symbol: close})
+    equity = book.account.equity if marked is None else marked
+    if equity != book.account.equity:
+        report.notes.append(f"equity marked at {rt.symbol} {close}: {equity} (broker's mark {book.account.equity})")
+    report.equity = str(equity)
     try:
         decider = rt.decider()
     except LookupError as exc:  # e.g. no champion model registered yet: nothing to trade on
         report.status, report.notes = "NO_MODEL", [*report.notes, str(exc)]
         return _finish(rt, report, key, now_dt)
-    weight = decider.target(features, Book(shares, position.avg_price if position else Decimal(0), book.account.equity))
+    weight = decider.target(features, Book(shares, position.avg_price if position else Decimal(0), equity))
     report.target_weight = weight
     rt.ledger.record_decision(_decision(rt, decider, features, session, weight), now_dt, run_id=rt.run_id)
-    investable = book.account.equity * (1 - Decimal(str(rt.cash_buffer)))
+    investable = equity * (1 - Decimal(str(rt.cash_buffer)))
     target = _round_shares(Decimal(str(weight)) * investable / close) if close > 0 else Decimal(0)
     todays_orders = [o for o in rt.ledger.orders() if o.session == session]  # read once per tick
     intents: list[OrderIntent] = []
@@ -226,7 +233,7 @@ def run_tick(rt: TickRuntime, now: Any) -> TickReport:
     else:
         delta = target - shares - book.pending.get(rt.symbol, Decimal(0))
         exit_all = target == 0 and shares != 0
-        if delta != 0 and not exit_all and abs(delta) * close < Decimal(str(rt.rebalance_band)) * book.account.equity:
+        if delta != 0 and not exit_all and abs(delta) * close < Decimal(str(rt.rebalance_band)) * equity:
             report.notes.append(f"change of {delta} shares is inside the {rt.rebalance_band:.0%} rebalance band")
             delta = Decimal(0)
         if delta != 0:
@@ -248,16 +255,16 @@ def run_tick(rt: TickRuntime, now: Any) -> TickReport:
 
     # 4. Risk: denials are values; the state the governor returns is persisted before sending.
     state = rt.ledger.trading_state()
-    rt.ledger.start_session(session, book.account.equity, now_dt, run_id=rt.run_id)
-    start_equity = rt.ledger.session_start_equity(session) or book.account.equity
-    peak = rt.ledger.update_peak(book.account.equity)
+    rt.ledger.start_session(session, equity, now_dt, run_id=rt.run_id)
+    start_equity = rt.ledger.session_start_equity(session) or equity
+    peak = rt.ledger.update_peak(equity)
     sent_today = [o for o in todays_orders if o.status is not OrderStatus.INTENDED]
     ctx = RiskContext(
         now=now_dt,
         session=session,
         trading_state=state.state,
-        positions={s: p.qty for s, p in book.positions.items()},
-        equity=book.account.equity,
+        positions=held,
+        equity=equity,
         cash=book.account.cash,
         session_start_equity=start_equity,
         equity_peak=peak,

@@ -2,6 +2,7 @@
 are Decimal; timestamps are tz-aware UTC datetimes; sessions are dates."""
 
 from tradeflow.domain.orders import (
+    CASH_QUANTUM,
     Account,
     BrokerOrder,
     Execution,
@@ -13,9 +14,11 @@ from tradeflow.domain.orders import (
     SubmitResult,
     TradingState,
     make_client_order_id,
+    to_cents,
 )
 
 __all__ = [
+    "CASH_QUANTUM",
     "Account",
     "BrokerOrder",
     "Execution",
@@ -27,4 +30,5 @@ __all__ = [
     "SubmitResult",
     "TradingState",
     "make_client_order_id",
+    "to_cents",
 ]

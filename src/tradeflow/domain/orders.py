@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
 
@@ -111,6 +111,16 @@ class Position:
     symbol: str
     qty: Decimal  # signed: negative is short
     avg_price: Decimal
+
+
+# Account cash moves in whole cents, as brokers book it: a fill's cash is rounded once, half up, and
+# money from two sides is compared at this precision (a ledger holding 964.5688 against a broker's
+# 964.57 is not a discrepancy).
+CASH_QUANTUM = Decimal("0.01")
+
+
+def to_cents(value: Decimal) -> Decimal:
+    return value.quantize(CASH_QUANTUM, ROUND_HALF_UP)
 
 
 @dataclass(frozen=True)

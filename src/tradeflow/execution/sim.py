@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 from tradeflow.data.store import atomic_write_text
 from tradeflow.domain import (
+    CASH_QUANTUM,
     Account,
     BrokerOrder,
     Execution,
@@ -39,6 +40,7 @@ from tradeflow.domain import (
     Side,
     SubmitOutcome,
     SubmitResult,
+    to_cents,
 )
 from tradeflow.errors import BrokerError
 from tradeflow.sim.costs import CostModel
@@ -49,7 +51,6 @@ T = TypeVar("T")
 STATE_VERSION = 1
 DEFAULT_CASH = Decimal("100000")
 PRICE_QUANTUM = Decimal("0.0001")
-CASH_QUANTUM = Decimal("0.01")
 _OPEN = (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED)
 
 
@@ -397,8 +398,8 @@ class SimBroker:
             price = better(price, order.limit_price)
         costs = self._costs(order.side, qty, price)
         signed = qty if order.side is Side.BUY else -qty
-        self._cash -= signed * price + costs
-        self._cash = self._cash.quantize(CASH_QUANTUM, ROUND_HALF_UP)
+        # The same cent rounding as the ledger's cash fold (domain.to_cents): one rule, one result.
+        self._cash += to_cents(-signed * price - costs)
         self._apply_to_position(order.symbol, signed, price)
         order.filled_qty += qty
         order.filled_value += qty * price

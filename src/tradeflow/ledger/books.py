@@ -15,7 +15,7 @@ import sqlite3
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 from typing import Any
 
-from tradeflow.domain import Execution, OrderStatus, Position, Side
+from tradeflow.domain import Execution, OrderStatus, Position, Side, to_cents
 from tradeflow.ledger.schema import dec_text
 
 # Averages divide; a fixed context keeps the stored digits independent of whatever global decimal
@@ -42,8 +42,10 @@ def apply_fill(qty: Decimal, avg: Decimal, signed_qty: Decimal, price: Decimal) 
 
 
 def cash_delta(execution: Execution) -> Decimal:
+    """What a fill does to cash, rounded to the cent once per fill as the broker books it: summing
+    unrounded fills would drift from the broker's balance by a fraction of a cent per fill."""
     with localcontext(_MATH):
-        return -execution.signed_qty * execution.price - execution.commission
+        return to_cents(-execution.signed_qty * execution.price - execution.commission)
 
 
 def resolve_status(
@@ -153,7 +155,7 @@ def fold_cash(c: sqlite3.Connection) -> tuple[Decimal, str | None]:
     with localcontext(_MATH):
         for side, q, p, fee in c.execute(sql + " ORDER BY ts, execution_id", args):
             signed = Decimal(q) if side == Side.BUY.value else -Decimal(q)
-            balance += -signed * Decimal(p) - Decimal(fee)
+            balance += to_cents(-signed * Decimal(p) - Decimal(fee))
     return balance, as_of
 
 

@@ -10,6 +10,7 @@ from tradeflow.risk.governor import (
     RiskGovernor,
     StateChange,
     StateReason,
+    mark_equity,
 )
 from tradeflow.risk.limits import RiskLimits
 
@@ -23,4 +24,5 @@ __all__ = [
     "RiskLimits",
     "StateChange",
     "StateReason",
+    "mark_equity",
 ]

@@ -181,6 +181,22 @@ def _unknown_state(ctx: RiskContext) -> str:
     return ""
 
 
+def mark_equity(cash: Decimal, positions: Mapping[str, Decimal], prices: Mapping[str, Decimal]) -> Decimal | None:
+    """Equity marked at `prices` (cash plus signed quantity x price), or None when a held position has
+    no price. Sizing and every risk fraction use this, not an equity the broker marked at another
+    time: on a gap open the broker's last mark can be the previous close while the order faces the
+    new price, and a buy sized from the stale figure can reach 140% of real equity (issue 9, G2)."""
+    total = cash
+    for symbol, qty in positions.items():
+        if qty == 0:
+            continue
+        price = prices.get(symbol)
+        if price is None or price <= 0:
+            return None
+        total += qty * price
+    return total
+
+
 def _pct(x: Decimal) -> str:
     return f"{float(x) * 100:.2f}%"
 
@@ -224,7 +240,11 @@ class RiskGovernor:
                 equity_peak=ctx.equity_peak,
                 alerts=[f"no trading: {unknown}"],
             )
-        equity = ctx.equity
+        # Limits are fractions of the equity the orders will face. Fail closed: never a larger equity
+        # than the positions marked at the context's prices support, whatever the broker last
+        # reported (a stale mark on a gap open; G2).
+        marked = None if ctx.cash is None else mark_equity(ctx.cash, ctx.positions, ctx.prices)
+        equity = ctx.equity if marked is None else min(ctx.equity, marked)
         st = self._breakers(ctx, equity)
         # Timestamps after `now` count too: a clock step backwards must not reopen the limiter.
         window = sum(1 for t in ctx.recent_order_times if t > ctx.now - RATE_WINDOW)
