@@ -47,6 +47,12 @@ def make_broker(settings: Settings, name: str, clock: Callable[[], dt.datetime])
     raise ConfigError(f"unknown broker {name!r}; expected sim, alpaca or ib")
 
 
+def open_ledger(settings: Settings) -> Ledger:
+    """This installation's ledger, with its safety latch outside the ledger's folder (G1)."""
+    Path(settings.ledger_path).parent.mkdir(parents=True, exist_ok=True)
+    return Ledger(settings.ledger_path, latch_path=settings.safety_latch_path)
+
+
 def make_decider(settings: Settings, name: str, ledger: Ledger | None = None, symbol: str = "") -> Decider:
     """A rule reads its parameters from the governed learning store (defaults until a change is
     adopted; control/test values while an experiment runs); the champion is the registry's model."""
@@ -104,8 +110,7 @@ def build_tick_runtime(
             adapter.set_price(trading.symbol, price)  # type: ignore[attr-defined]
 
     name = strategy or trading.strategy
-    Path(settings.ledger_path).parent.mkdir(parents=True, exist_ok=True)
-    ledger = Ledger(settings.ledger_path)
+    ledger = open_ledger(settings)
     return TickRuntime(
         calendar=default_calendar(),
         broker=adapter,
@@ -196,8 +201,7 @@ def review_session(settings: Settings, session: dt.date, now: dt.datetime) -> tu
 
     learning = settings.learning
     llm = LlmSettings(learning.llm_api_key, learning.llm_base_url, learning.llm_model) if learning.llm_api_key else None
-    settings.ledger_path.parent.mkdir(parents=True, exist_ok=True)
-    with Ledger(settings.ledger_path) as ledger, LearningStore(settings.learning_path) as store:
+    with open_ledger(settings) as ledger, LearningStore(settings.learning_path) as store:
         health = champion_health(settings, ledger, session)
         result = run_review(ledger, store, session, health=health, llm=llm, min_trades=learning.min_trades, now=now)
     return result, write_report(result, settings.reports_dir)

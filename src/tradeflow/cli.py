@@ -358,11 +358,9 @@ def tick(
 
 
 def _ledger() -> Any:
-    from tradeflow.ledger import Ledger
+    from tradeflow.bootstrap import open_ledger
 
-    settings = _settings()
-    settings.ledger_path.parent.mkdir(parents=True, exist_ok=True)
-    return Ledger(settings.ledger_path)
+    return open_ledger(_settings())
 
 
 @app.command()
@@ -412,6 +410,60 @@ def resume(
     finally:
         ledger.close()
     typer.echo(f"trading ACTIVE again (was {state.state}: {state.reason})")
+
+
+@app.command()
+def adopt(
+    operator: Annotated[str, typer.Option(help="Who adopts (recorded in the audit log).")],
+    reason: Annotated[str, typer.Option(help="Why the broker's state is right (recorded in the audit log).")],
+    broker: Annotated[str | None, typer.Option(help="sim|alpaca|ib (default: settings).")] = None,
+    now: Annotated[str | None, typer.Option(help="Time of the adoption (ISO with timezone).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Take the broker's orders, fills, positions and cash into a ledger that lost them (audited).
+
+    A tick refuses to trade (BLOCKED_STATE_UNKNOWN) while the broker shows tradeflow orders or
+    positions the ledger does not know. Check the broker first; adopting does not lift a kill switch
+    or HALTED state (that is `tradeflow resume`)."""
+    import datetime as dt
+
+    from tradeflow.bootstrap import make_broker, open_ledger
+    from tradeflow.core.reconcile import adopt_broker_state
+    from tradeflow.core.tick import tick_lock
+
+    settings = _settings()
+    instant = _now(now).to_pydatetime()
+    adapter = make_broker(settings, broker or settings.trading.broker, clock=lambda: instant)
+    with tick_lock(settings.ledger_path.parent) as held:
+        if not held:
+            raise TradeflowError("a tick is running: adopt when it has finished")
+        ledger = open_ledger(settings)
+        try:
+            view = adopt_broker_state(
+                adapter,
+                ledger,
+                instant,
+                operator=operator,
+                reason=reason,
+                abandon_after=dt.timedelta(seconds=settings.trading.abandon_after_s),
+            )
+            state = ledger.trading_state()
+            payload = {
+                "adopted": True,
+                "positions": {s: str(p.qty) for s, p in ledger.positions().items() if p.qty},
+                "cash": str(ledger.cash()),
+                "orders": len(ledger.orders()),
+                "trading_state": str(state.state),
+                "reason": state.reason,
+                "notes": view.notes,
+            }
+        finally:
+            ledger.close()
+    if as_json:
+        _emit(payload)
+        return
+    typer.echo(f"adopted the broker's state: positions {payload['positions'] or 'flat'}, cash {payload['cash']}")
+    typer.echo(f"trading state stays {payload['trading_state']} ({payload['reason']})")
 
 
 @app.command()

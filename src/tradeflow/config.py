@@ -121,6 +121,11 @@ class Settings(BaseSettings):
         return self.data_dir / "ledger" / "ledger.sqlite"
 
     @property
+    def safety_latch_path(self) -> Path:
+        """The trading state's mirror, in its own folder so that losing the ledger's cannot erase it."""
+        return self.data_dir / "safety" / "trading-state.json"
+
+    @property
     def learning_path(self) -> Path:
         """The governed parameters, experiments, patterns and learning history (issue 5)."""
         return self.data_dir / "learning" / "learning.sqlite"

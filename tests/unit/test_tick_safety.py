@@ -100,3 +100,139 @@ def test_ledger_and_broker_cash_agree_at_cent_precision_so_ticks_write_no_cash_a
     first_sync = adjustments[:1]  # the very first reconcile adopts the broker's opening balance
     assert adjustments == first_sync, [r.payload for r in adjustments]
     assert ledger.cash() == broker.account().cash
+
+
+# --- G1: a lost ledger ---------------------------------------------------------------------------
+
+
+def _cli(capsys, *args: str) -> tuple[int, dict | str]:
+    import json
+
+    from tradeflow.cli import main
+
+    code = main(list(args))
+    out = capsys.readouterr()
+    text = out.out if out.out.strip() else out.err
+    try:
+        return code, json.loads(text)
+    except ValueError:
+        return code, text
+
+
+@pytest.fixture
+def paper_cli(data_dir, real_data, monkeypatch):
+    """The CLI on the sim broker over the real SPY/VIX files, as an operator runs it."""
+    from tradeflow.config import get_settings
+
+    monkeypatch.setenv("TRADEFLOW_TRADING__SOURCE", "csv")
+    monkeypatch.setenv("TRADEFLOW_TRADING__PATH", str(real_data))
+    get_settings.cache_clear()
+    return data_dir
+
+
+def _sim_position(data_dir) -> Decimal:
+    import json
+
+    held = json.loads((data_dir / "broker" / "sim-state.json").read_text())["positions"].get("SPY")
+    return Decimal(held["qty"]) if held else Decimal(0)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "deleted", "older copy"])
+def test_g1_lost_ledger_keeps_the_kill_switch_blocks_until_adopted_and_never_buys(capsys, paper_cli, damage):
+    """Buy (buy_and_hold), sell (MACD turns flat on 2024-01-03), `stop`; then the ledger file is
+    truncated, deleted, or replaced by the copy taken after the buy. The broker still holds both
+    orders: the next tick trades nothing (BLOCKED_STATE_UNKNOWN) and still shows the kill switch;
+    `adopt` takes the broker's state in and the kill switch still denies buy_and_hold's buy."""
+    ledger = paper_cli / "ledger" / "ledger.sqlite"
+    code, bought = _cli(capsys, "tick", "--strategy", "buy_and_hold", "--now", "2024-01-02T15:00Z", "--json")
+    assert (code, bought["status"]) == (0, "TRADED"), bought
+    older = ledger.read_bytes()  # the CLI closed the ledger: its WAL is checkpointed into the file
+    code, sold = _cli(capsys, "tick", "--strategy", "macd", "--now", "2024-01-03T15:00Z", "--json")
+    assert (code, sold["status"]) == (0, "TRADED"), sold
+    assert _sim_position(paper_cli) == 0
+    code, _ = _cli(capsys, "stop", "--reason", "operator stop", "--now", "2024-01-03T16:00Z")
+    assert code == 0
+
+    for suffix in ("", "-wal", "-shm"):
+        (ledger.parent / (ledger.name + suffix)).unlink(missing_ok=True)
+    if damage == "truncated":
+        ledger.write_bytes(b"")
+    elif damage == "older copy":
+        ledger.write_bytes(older)
+
+    code, blocked = _cli(capsys, "tick", "--strategy", "buy_and_hold", "--now", "2024-01-04T15:00Z", "--json")
+    assert code == 0
+    assert blocked["status"] == "BLOCKED_STATE_UNKNOWN", blocked
+    assert blocked["orders_sent"] == []
+    assert any("tradeflow adopt" in a for a in blocked["alerts"])
+    assert blocked["trading_state"] == "HALTED"  # the kill switch survived the ledger
+    code, status = _cli(capsys, "status", "--json")
+    assert (status["trading_state"], status["reason"]) == ("HALTED", "kill switch: operator stop")
+
+    code, adopted = _cli(
+        capsys, "adopt", "--operator", "ops", "--reason", "checked the broker", "--now", "2024-01-04T15:05Z", "--json"
+    )
+    assert code == 0, adopted
+    assert adopted["positions"] == {}
+    assert adopted["trading_state"] == "HALTED"
+
+    code, after = _cli(capsys, "tick", "--strategy", "buy_and_hold", "--now", "2024-01-04T15:10Z", "--json")
+    assert after["status"] == "NO_ACTION", after
+    assert [d["reason"] for d in after["denials"]] == ["KILL_SWITCH"]
+    assert _sim_position(paper_cli) == 0  # never bought again
+
+
+def _fresh(path):
+    from tradeflow.ledger import Ledger
+
+    for suffix in ("", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    return Ledger(path, latch_path=path.parent / "safety" / "state.json")
+
+
+def test_g1_drawdown_halt_and_peak_survive_a_deleted_ledger_file(tmp_path):
+    from tradeflow.domain import TradingState
+    from tradeflow.ledger import Ledger
+
+    path = tmp_path / "ledger" / "ledger.sqlite"
+    now = OPEN_NOW.to_pydatetime()
+    with Ledger(path, latch_path=path.parent / "safety" / "state.json") as ledger:
+        ledger.update_peak(Decimal(120_000))
+        ledger.set_trading_state(TradingState.HALTED, "drawdown", now)
+    with _fresh(path) as lost:
+        assert lost.trading_state().state is TradingState.HALTED  # read through the latch at once
+        assert lost.peak_equity() == Decimal(120_000)
+        message = lost.restore_from_latch(now)
+        assert "HALTED" in message
+        assert "120000" in message
+        assert lost.restore_from_latch(now) is None  # restored once, audited once
+        assert [r.kind for r in lost.audit_rows()].count("state_restored") == 1
+        assert lost.update_peak(Decimal(90_000)) == Decimal(120_000)  # the drawdown is not forgotten
+
+
+def test_g1_resume_clears_the_latch_too_so_a_later_lost_ledger_stays_active(tmp_path):
+    from tradeflow.domain import TradingState
+    from tradeflow.ledger import Ledger
+
+    path = tmp_path / "ledger.sqlite"
+    now = OPEN_NOW.to_pydatetime()
+    with Ledger(path, latch_path=tmp_path / "safety" / "state.json") as ledger:
+        ledger.set_trading_state(TradingState.HALTED, "kill switch: test", now)
+        ledger.set_trading_state(TradingState.ACTIVE, "resumed by ops", now)
+    with _fresh(path) as lost:
+        assert lost.trading_state().state is TradingState.ACTIVE
+
+
+def test_g8_a_damaged_safety_latch_is_a_ledger_error_naming_the_file_never_its_content(tmp_path):
+    from tradeflow.errors import LedgerError
+    from tradeflow.ledger import Ledger
+
+    latch = tmp_path / "safety" / "state.json"
+    latch.parent.mkdir()
+    latch.write_text('{"secret": "PK-CANARY-LATCH"')
+    with (
+        Ledger(tmp_path / "ledger.sqlite", latch_path=latch) as ledger,
+        pytest.raises(LedgerError, match=r"safety latch .*state\.json is damaged") as caught,
+    ):
+        ledger.trading_state()
+    assert "PK-CANARY" not in str(caught.value)

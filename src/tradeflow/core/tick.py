@@ -24,7 +24,7 @@ import pandas as pd
 
 from tradeflow.calendar import MarketCalendar, to_utc
 from tradeflow.core.decide import Book, Decider
-from tradeflow.core.reconcile import reconcile
+from tradeflow.core.reconcile import UnknownBrokerHistory, reconcile
 from tradeflow.domain import OrderIntent, OrderStatus, Side, SubmitOutcome, TradingState, make_client_order_id
 from tradeflow.errors import BrokerUnavailable, DataQualityError, DataStaleError, InputError, LedgerError
 from tradeflow.execution.base import Broker
@@ -161,6 +161,11 @@ def run_tick(rt: TickRuntime, now: Any) -> TickReport:
             report.notes.append(f"tick {key} already ran: nothing sent again")
             return report
         rt.ledger.audit("tick_started", {"tick": key, "mode": rt.mode}, now_dt, run_id=rt.run_id)
+        # A ledger file that was deleted, truncated or put back from an older copy opens ACTIVE: the
+        # safety latch gives back its kill switch, HALTED state and drawdown peak first (G1).
+        restored = rt.ledger.restore_from_latch(now_dt, run_id=rt.run_id)
+        if restored:
+            report.alerts.append(restored)
     except LedgerError as exc:
         report.status = "LEDGER_UNAVAILABLE"
         report.alerts.append(f"ledger unavailable, not trading: {exc}")
@@ -168,10 +173,22 @@ def run_tick(rt: TickRuntime, now: Any) -> TickReport:
 
     # 1. Reconcile: the broker's view is the truth; an unanswered query means we do not trade.
     try:
-        book = reconcile(rt, now_dt, session)
+        book = reconcile(
+            rt.broker,
+            rt.ledger,
+            now_dt,
+            run_id=rt.run_id,
+            abandon_after=rt.abandon_after,
+            cash_tolerance=rt.cash_tolerance,
+        )
     except BrokerUnavailable as exc:
         report.status = "BLOCKED_STATE_UNKNOWN"
         report.alerts.append(f"broker state unknown, not trading: {exc}")
+        return _finish(rt, report, key, now_dt)
+    except UnknownBrokerHistory as exc:  # G1: the ledger lost history the broker still shows
+        report.status = "BLOCKED_STATE_UNKNOWN"
+        report.alerts.append(f"not trading: {exc}")
+        report.trading_state = str(rt.ledger.trading_state().state)
         return _finish(rt, report, key, now_dt)
     except LedgerError as exc:
         report.status = "LEDGER_UNAVAILABLE"

@@ -193,6 +193,8 @@ class AuditKind(StrEnum):
     DUPLICATE_TICK = "duplicate_tick"
     RESUME = "resume"
     STOP = "stop"
+    STATE_RESTORED = "state_restored"  # the ledger had lost its trading state; the safety latch put it back
+    OPERATOR_ADOPTED = "operator_adopted"  # `tradeflow adopt`: the broker's orders, fills and positions taken in
 
 
 # --- value codecs ---------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from tradeflow.ledger.books import (
     same_fill,
     store_position,
 )
+from tradeflow.ledger.latch import LatchRecord, SafetyLatch, more_restrictive
 from tradeflow.ledger.schema import (
     MIGRATIONS,
     ORDER_COLUMNS,
@@ -69,8 +70,12 @@ from tradeflow.ledger.schema import (
 class Ledger:
     """The SQLite ledger. `now` is always passed in; the ledger never reads the clock."""
 
-    def __init__(self, path: Path, *, busy_timeout_ms: int = 5000) -> None:
+    def __init__(self, path: Path, *, busy_timeout_ms: int = 5000, latch_path: Path | None = None) -> None:
         self.path = Path(path)
+        # The trading state's mirror outside this file (G1); installations put it in its own folder.
+        self.latch = SafetyLatch(
+            latch_path if latch_path is not None else self.path.with_name(self.path.name + ".latch.json")
+        )
         self._lock = threading.RLock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -403,33 +408,94 @@ class Ledger:
 
     # --- trading state, sessions, P&L -----------------------------------------------------------
 
+    def _db_state(self, c: sqlite3.Connection) -> LatchRecord:
+        row = c.execute(
+            "SELECT state, reason, since, peak_equity, session, session_start_equity FROM trading_state WHERE id = 1"
+        ).fetchone()
+        state, reason, since, peak, session, start = row
+        return LatchRecord(TradingState(state), reason, ts_value(since), dec_or_none(peak), session, dec_or_none(start))
+
+    def _effective(self, db: LatchRecord) -> tuple[LatchRecord, LatchRecord | None]:
+        """The state to act on, and the latch. The latch is written with every change, so it is the
+        newest unless the ledger holds a more restrictive state (an older HALTED copy): fail closed."""
+        latch = self.latch.read()
+        if latch is None or more_restrictive(db.state, latch.state):
+            return db, latch
+        return latch, latch
+
+    def _mirror(self, c: sqlite3.Connection, **changes: Any) -> None:
+        """Write the changed values to the latch, inside the caller's transaction and before its COMMIT:
+        a failed latch write rolls the change back, so the latch is never behind the ledger."""
+        base = self.latch.read() or self._db_state(c)
+        self.latch.update(base, **changes)
+
     def trading_state(self) -> TradingStateRecord:
         with self._read("trading_state") as c:
-            state, reason, since = c.execute("SELECT state, reason, since FROM trading_state WHERE id = 1").fetchone()
-        return TradingStateRecord(TradingState(state), reason, ts_value(since))
+            effective, _ = self._effective(self._db_state(c))
+        return TradingStateRecord(effective.state, effective.reason, effective.since)
 
     def set_trading_state(self, state: TradingState, reason: str, now: dt.datetime, run_id: str | None = None) -> bool:
-        """Persist the governor's state (E2/E3 survive a restart). False, and no audit row, when
-        nothing changes; `since` moves only when the state itself changes."""
+        """Persist the governor's state (E2/E3 survive a restart; G1 the loss of this file). False, and
+        no audit row, when nothing changes; `since` moves only when the state itself changes."""
         at = ts_text(now)
         with self._write("set_trading_state") as c:
-            old, old_reason = c.execute("SELECT state, reason FROM trading_state WHERE id = 1").fetchone()
-            if old == state.value and old_reason == reason:
+            db = self._db_state(c)
+            current, latch = self._effective(db)
+            in_step = latch is None or (latch.state, latch.reason) == (db.state, db.reason)
+            if (db.state, db.reason) == (state, reason) and in_step:
                 return False
-            since_sql = "since" if old == state.value else "?"
-            args = (state.value, reason) + (() if old == state.value else (at,))
-            c.execute(f"UPDATE trading_state SET state = ?, reason = ?, since = {since_sql} WHERE id = 1", args)
-            payload = to_json({"from": old, "to": state, "reason": reason})
+            since = current.since if current.state is state else ts_value(at)
+            c.execute(
+                "UPDATE trading_state SET state = ?, reason = ?, since = ? WHERE id = 1",
+                (state.value, reason, ts_text(since) if since else None),
+            )
+            payload = to_json({"from": current.state, "to": state, "reason": reason})
             self._audit(c, AuditKind.STATE_CHANGE, payload, now, run_id)
+            self._mirror(c, state=state, reason=reason, since=since)
             return True
+
+    def restore_from_latch(self, now: dt.datetime, run_id: str | None = None) -> str | None:
+        """Put the latched trading state, peak and session anchor back into a ledger that lost them
+        (deleted, truncated or replaced by an older copy: G1). Audited; None when nothing was lost."""
+        with self._write("restore_from_latch") as c:
+            db = self._db_state(c)
+            effective, latch = self._effective(db)
+            if latch is None:
+                return None
+            lost_peak = latch.peak_equity is not None and (db.peak_equity is None or db.peak_equity < latch.peak_equity)
+            lost_state = effective is latch and (db.state, db.reason) != (latch.state, latch.reason)
+            if not (lost_state or lost_peak):
+                return None
+            if lost_state:
+                c.execute(
+                    "UPDATE trading_state SET state = ?, reason = ?, since = ? WHERE id = 1",
+                    (latch.state.value, latch.reason, ts_text(latch.since) if latch.since else None),
+                )
+            if lost_peak:
+                c.execute("UPDATE trading_state SET peak_equity = ? WHERE id = 1", (dec_text(latch.peak_equity),))  # type: ignore[arg-type]
+            what = {
+                "from": db.state,
+                "to": latch.state if lost_state else db.state,
+                "reason": latch.reason if lost_state else db.reason,
+                "peak_equity": latch.peak_equity if lost_peak else None,
+                "latch": str(self.latch.path),
+            }
+            self._audit(c, AuditKind.STATE_RESTORED, to_json(what), now, run_id)
+        parts = [f"trading state {latch.state} ({latch.reason})"] if lost_state else []
+        parts += [f"equity peak {latch.peak_equity}"] if lost_peak else []
+        return f"the ledger had lost its {' and '.join(parts)}: restored from the safety latch {self.latch.path}"
 
     def start_session(self, session: dt.date, equity: Decimal, now: dt.datetime, run_id: str | None = None) -> bool:
         """Anchor the daily-loss breaker (E2) at the session's first tick. Idempotent: False when the
-        session already has its anchor (a restart mid-session keeps the original start equity)."""
+        session already has its anchor (a restart mid-session keeps the original start equity, and so
+        does a ledger lost mid-session: the latch holds the anchor)."""
         day, at = session.isoformat(), ts_text(now)
         with self._write("start_session") as c:
             if c.execute("SELECT 1 FROM daily_pnl WHERE session = ?", (day,)).fetchone():
                 return False
+            latch = self.latch.read()
+            if latch is not None and latch.session == day and latch.session_start_equity is not None:
+                equity = latch.session_start_equity
             c.execute(
                 "INSERT INTO daily_pnl (session, start_equity, updated_at) VALUES (?,?,?)", (day, dec_text(equity), at)
             )
@@ -437,6 +503,7 @@ class Ledger:
                 "UPDATE trading_state SET session = ?, session_start_equity = ? WHERE id = 1", (day, dec_text(equity))
             )
             self._audit(c, AuditKind.SESSION_STARTED, to_json({"session": day, "start_equity": equity}), now, run_id)
+            self._mirror(c, session=day, session_start_equity=equity)
             return True
 
     def session_start_equity(self, session: dt.date) -> Decimal | None:
@@ -446,17 +513,27 @@ class Ledger:
 
     def update_peak(self, equity: Decimal) -> Decimal:
         """Raise the equity high-water mark for the drawdown breaker (E3) and return it. Not audited:
-        it is a derived watermark that moves on most up-ticks; `reset_peak` (a human act) is."""
+        it is a derived watermark that moves on most up-ticks; `reset_peak` (a human act) is. The
+        latch's peak counts too, so a lost ledger does not restart the drawdown at today's equity."""
         with self._write("update_peak") as c:
-            peak = dec_or_none(c.execute("SELECT peak_equity FROM trading_state WHERE id = 1").fetchone()[0])
+            db = self._db_state(c)
+            latch = self.latch.read()
+            peaks = [p for p in (db.peak_equity, latch.peak_equity if latch else None) if p is not None]
+            peak = max(peaks) if peaks else None
             if peak is not None and peak >= equity:
+                if db.peak_equity != peak:
+                    c.execute("UPDATE trading_state SET peak_equity = ? WHERE id = 1", (dec_text(peak),))
                 return peak
             c.execute("UPDATE trading_state SET peak_equity = ? WHERE id = 1", (dec_text(equity),))
+            self._mirror(c, peak_equity=equity)
             return equity
 
     def peak_equity(self) -> Decimal | None:
         with self._read("peak_equity") as c:
-            return dec_or_none(c.execute("SELECT peak_equity FROM trading_state WHERE id = 1").fetchone()[0])
+            db = dec_or_none(c.execute("SELECT peak_equity FROM trading_state WHERE id = 1").fetchone()[0])
+        latch = self.latch.read()
+        peaks = [p for p in (db, latch.peak_equity if latch else None) if p is not None]
+        return max(peaks) if peaks else None
 
     def reset_peak(self, equity: Decimal, reason: str, now: dt.datetime, run_id: str | None = None) -> None:
         """Restart the drawdown measure from `equity` (with a human resume after E3), audited."""
@@ -465,6 +542,7 @@ class Ledger:
             c.execute("UPDATE trading_state SET peak_equity = ? WHERE id = 1", (dec_text(equity),))
             payload = to_json({"from": old, "to": equity, "reason": reason})
             self._audit(c, AuditKind.PEAK_RESET, payload, now, run_id)
+            self._mirror(c, peak_equity=equity)
 
     def record_daily_pnl(
         self,
