@@ -19,16 +19,44 @@ from tradeflow.core.decide import Book, Decider, PolicyDecider
 from tradeflow.core.safety import check_mode
 from tradeflow.core.tick import TickRuntime
 from tradeflow.data.ingest import IngestRequest, ingest
+from tradeflow.data.sources import SOURCE_NAMES
 from tradeflow.data.store import SnapshotStore
-from tradeflow.errors import ConfigError
+from tradeflow.errors import ConfigError, InputError, TradeflowError
 from tradeflow.execution.base import Broker
 from tradeflow.features import DEFAULT_SPEC, Features, features_for_live
 from tradeflow.ledger import Ledger
 from tradeflow.risk import RiskGovernor, RiskLimits
 
+BROKER_NAMES = ("sim", "alpaca", "ib")
+
 
 class NoChampionError(LookupError):
     """The tick is asked to trade the champion model, and the registry has none yet."""
+
+
+class ChampionUnusableError(NoChampionError, TradeflowError):
+    """There is a champion, but its pointer, version file or artifact is damaged (G8): a tick reports
+    NO_MODEL with the reason and sends nothing; a command exits 2 with the same one line."""
+
+
+def check_tick_choices(settings: Settings, *, mode: str, broker: str | None, strategy: str | None) -> None:
+    """Everything a tick is told to use by name, checked before anything is ingested or written:
+    a misspelt strategy or source must not leave snapshots, a ledger or a lock behind."""
+    from tradeflow.strategies import strategy_names
+
+    check_mode(settings, mode)
+    broker_name = broker or settings.trading.broker
+    if broker_name not in BROKER_NAMES:
+        raise ConfigError(f"unknown broker {broker_name!r}; expected one of {', '.join(BROKER_NAMES)}")
+    name = strategy or settings.trading.strategy
+    names = (*strategy_names(), "champion")
+    if name not in names:
+        raise InputError(f"unknown strategy {name!r}; expected one of {', '.join(names)}")
+    source = settings.trading.source
+    if source not in SOURCE_NAMES:
+        raise ConfigError(
+            f"unknown trading source {source!r} (TRADEFLOW_TRADING__SOURCE); expected one of {', '.join(SOURCE_NAMES)}"
+        )
 
 
 def make_broker(settings: Settings, name: str, clock: Callable[[], dt.datetime]) -> Broker:
@@ -44,7 +72,7 @@ def make_broker(settings: Settings, name: str, clock: Callable[[], dt.datetime])
         from tradeflow.execution.ib import IBBroker
 
         return IBBroker(settings.ib)
-    raise ConfigError(f"unknown broker {name!r}; expected sim, alpaca or ib")
+    raise ConfigError(f"unknown broker {name!r}; expected one of {', '.join(BROKER_NAMES)}")
 
 
 def open_ledger(settings: Settings) -> Ledger:
@@ -62,13 +90,22 @@ def make_decider(settings: Settings, name: str, ledger: Ledger | None = None, sy
 
         last = (lambda: ledger.last_decision(name, symbol)) if ledger is not None else (lambda: None)
         return GovernedRuleDecider(name, LearningStore(settings.learning_path), last_decision=last)
+    return PolicyDecider(load_champion(settings))
+
+
+def load_champion(settings: Settings) -> Any:
+    """The champion model, loaded; NoChampionError without one, ChampionUnusableError (naming the
+    damaged file) when its pointer, version file or artifact cannot be read."""
     from tradeflow.registry import ModelRegistry
     from tradeflow.rl.artifact import load_artifact
 
-    champion = ModelRegistry.for_data_dir(settings.data_dir).champion()
-    if champion is None:
-        raise NoChampionError("no champion model yet: run `tradeflow train`, or trade a rule (--strategy sma)")
-    return PolicyDecider(load_artifact(champion.path))
+    try:
+        champion = ModelRegistry.for_data_dir(settings.data_dir).champion()
+        if champion is None:
+            raise NoChampionError("no champion model yet: run `tradeflow train`, or trade a rule (--strategy sma)")
+        return load_artifact(champion.path)
+    except TradeflowError as exc:
+        raise ChampionUnusableError(f"champion model unusable: {exc}") from None
 
 
 def gated_market_data(settings: Settings, on_price: Callable[[float], None] | None = None) -> Callable[[Any], Features]:
@@ -76,10 +113,11 @@ def gated_market_data(settings: Settings, on_price: Callable[[float], None] | No
     last row must be the last completed session: anything else raises and the tick does not trade."""
     trading = settings.trading
     symbols = (trading.symbol, trading.vix_symbol) if trading.vix_symbol else (trading.symbol,)
+    request = IngestRequest(source=trading.source, symbols=symbols, path=trading.path)  # checks the source now
 
     def load(now: Any) -> Features:
         when = pd.Timestamp(now)
-        ingest(IngestRequest(source=trading.source, symbols=symbols, path=trading.path), settings, when)
+        ingest(request, settings, when)
         store = SnapshotStore(settings.snapshots_dir)
         bars = store.load(trading.symbol)
         vix = store.load(trading.vix_symbol) if trading.vix_symbol else None
@@ -96,7 +134,7 @@ def gated_market_data(settings: Settings, on_price: Callable[[float], None] | No
 def build_tick_runtime(
     settings: Settings, *, mode: str, broker: str | None, strategy: str | None, now: pd.Timestamp
 ) -> TickRuntime:
-    check_mode(settings, mode)
+    check_tick_choices(settings, mode=mode, broker=broker, strategy=strategy)
     trading = settings.trading
     broker_name = broker or trading.broker
     if mode == "live" and broker_name == "sim":
@@ -140,13 +178,13 @@ def champion_health(settings: Settings, ledger: Ledger, session: dt.date, live_w
     are not replayed), so a disagreement means the model or its inputs changed, not the book."""
     from tradeflow.features import build_features
     from tradeflow.learning.health import assess_health
-    from tradeflow.registry import ModelRegistry
-    from tradeflow.rl.artifact import load_artifact
 
-    champion = ModelRegistry.for_data_dir(settings.data_dir).champion()
-    if champion is None:
+    try:
+        model = load_champion(settings)
+    except ChampionUnusableError:
+        raise  # a damaged champion is reported, never read as "no champion"
+    except NoChampionError:
         return None
-    model = load_artifact(champion.path)
     trading = settings.trading
     store = SnapshotStore(settings.snapshots_dir)
     bars = store.load(trading.symbol)

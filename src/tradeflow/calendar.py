@@ -8,10 +8,11 @@ New York wall-clock time read as UTC is five hours wrong.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any
+from typing import Any, overload
 
 import exchange_calendars as xcals
 import pandas as pd
@@ -25,6 +26,7 @@ CALENDAR_START = "1990-01-02"
 CALENDAR_END = "2035-12-31"
 
 DateLike = str | dt.date | dt.datetime | pd.Timestamp
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class MarketState(StrEnum):
@@ -65,29 +67,54 @@ class SessionTimes:
 
 
 def to_session(value: DateLike) -> pd.Timestamp:
-    """A tz-naive, midnight session label from a date-like value; raises InputError when unparseable."""
+    """A tz-naive, midnight session label from a date-like value; raises InputError when unparseable
+    or outside what pandas can hold (years 1677..2262: '-1' parses as the year -1 and then overflows)."""
     try:
         ts = pd.Timestamp(value)
-    except (ValueError, TypeError) as exc:
+        if ts is pd.NaT:
+            raise ValueError("NaT")
+        if ts.tzinfo is not None:
+            ts = ts.tz_convert(NEW_YORK).tz_localize(None)
+        return ts.normalize().as_unit("ns")
+    except (ValueError, TypeError, OverflowError) as exc:  # OutOfBoundsDatetime is a ValueError
         raise InputError(f"not a date: {value!r}") from exc
-    if ts is pd.NaT:
-        raise InputError(f"not a date: {value!r}")
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert(NEW_YORK).tz_localize(None)
-    return ts.normalize().as_unit("ns")
 
 
 def to_utc(value: DateLike) -> pd.Timestamp:
     """A tz-aware UTC instant; naive input is refused (see the module docstring)."""
     try:
         ts = pd.Timestamp(value)
-    except (ValueError, TypeError) as exc:
+        if ts is pd.NaT:
+            raise ValueError("NaT")
+        if ts.tzinfo is not None:
+            ts = ts.tz_convert("UTC")
+            ts.as_unit("ns")  # only to refuse instants pandas' calendar arithmetic cannot hold
+    except (ValueError, TypeError, OverflowError) as exc:
         raise InputError(f"not a timestamp: {value!r}") from exc
-    if ts is pd.NaT:
-        raise InputError(f"not a timestamp: {value!r}")
     if ts.tzinfo is None:
         raise InputError(f"timestamp {value!r} has no timezone; give one (e.g. 2026-11-20T16:30-05:00)")
-    return ts.tz_convert("UTC")
+    return ts
+
+
+@overload
+def parse_date_option(option: str, value: str) -> pd.Timestamp: ...
+@overload
+def parse_date_option(option: str, value: None) -> None: ...
+@overload
+def parse_date_option(option: str, value: str | None) -> pd.Timestamp | None: ...
+def parse_date_option(option: str, value: str | None) -> pd.Timestamp | None:
+    """The one parser of a command's date option (--start, --end, --as-of, --session, a config's
+    data.start): strictly YYYY-MM-DD, so '-1' or '2024' is refused instead of read as a year; the
+    error names the option. None stays None (the option was not given)."""
+    if value is None:
+        return None
+    problem = InputError(f"{option}: not a date: {value!r} (expected YYYY-MM-DD)")
+    if not _ISO_DATE.fullmatch(value):
+        raise problem
+    try:
+        return to_session(dt.date.fromisoformat(value))
+    except (ValueError, InputError):
+        raise problem from None
 
 
 class MarketCalendar:
@@ -187,6 +214,16 @@ class MarketCalendar:
     def next_open(self, now: DateLike) -> pd.Timestamp:
         """The next opening bell strictly after `now` (UTC)."""
         return pd.Timestamp(self._cal.next_open(to_utc(now))).tz_convert("UTC")
+
+    def check_covered(self, start: DateLike, end: DateLike) -> None:
+        """Refuse a range reaching beyond the calendar: outside it `sessions` is empty and every
+        weekday would read as a holiday."""
+        lo, hi = to_session(start), to_session(end)
+        if lo < self.first_session or hi > self.last_session:
+            raise InputError(
+                f"the NYSE calendar covers {self.first_session.date()} .. {self.last_session.date()}; "
+                f"{lo.date()} .. {hi.date()} reaches outside it"
+            )
 
     def holidays(self, start: DateLike, end: DateLike) -> list[pd.Timestamp]:
         """Weekdays in the range that are not sessions (holidays and special closures)."""

@@ -8,7 +8,9 @@ cost); `prefect deployment run ...` is the orchestrated path.
 from __future__ import annotations
 
 import json
+import os
 import sys
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import pandas as pd
@@ -16,9 +18,9 @@ import typer
 from pydantic import ValidationError
 
 from tradeflow import __version__
-from tradeflow.calendar import default_calendar, to_session, to_utc
+from tradeflow.calendar import default_calendar, parse_date_option, to_utc
 from tradeflow.config import Settings, get_settings
-from tradeflow.errors import DataQualityError, InputError, TradeflowError
+from tradeflow.errors import ConfigError, DataQualityError, InputError, TradeflowError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_GATE = 0, 1, 2, 3
 
@@ -35,10 +37,41 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document i
 
 def _settings() -> Settings:
     try:
-        return get_settings()
+        settings = get_settings()
     except ValidationError as exc:
         first = exc.errors()[0]
         raise TradeflowError(f"bad configuration: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    _check_dir_path(settings.data_dir, "data directory (TRADEFLOW_DATA_DIR)")
+    return settings
+
+
+def _check_dir_path(path: Path, what: str) -> None:
+    """Refuse a directory path that exists as a file, or lies under one: every command would
+    otherwise fail deep inside a store with NotADirectoryError."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                where = "" if candidate == path else f" ({candidate} is a file)"
+                raise ConfigError(f"{what} {path} is not a directory{where}")
+            return
+
+
+def _date(option: str, value: str | None) -> str | None:
+    """A date option checked up front and passed on as YYYY-MM-DD (see parse_date_option)."""
+    day = parse_date_option(option, value)
+    return None if day is None else str(day.date())
+
+
+def _writable_out(out: str) -> Path:
+    """--out checked before any work: not a directory, under a directory we may write to."""
+    path = Path(out)
+    if path.is_dir():
+        raise InputError(f"--out {path} is a directory; give a file name")
+    _check_dir_path(path.parent, f"--out {path}: its folder")
+    existing = next(p for p in (path.parent, *path.parent.parents) if p.exists())
+    if not os.access(existing, os.W_OK):
+        raise InputError(f"--out {path}: {existing} is not writable")
+    return path
 
 
 def _now(now: str | None) -> pd.Timestamp:
@@ -84,6 +117,7 @@ def ingest(
     from tradeflow.data.ingest import IngestRequest
     from tradeflow.data.ingest import ingest as run_ingest
 
+    start, end = _date("--start", start), _date("--end", end)
     settings = _settings()
     request = IngestRequest(source=source, symbols=tuple(symbols.split(",")), start=start, end=end, path=path)
     try:
@@ -114,7 +148,8 @@ def validate(
     settings = _settings()
     cal = default_calendar()
     sym = check_symbol(symbol) if symbol else None
-    expected = to_session(as_of) if as_of else cal.last_completed_session(_now(None))
+    as_of_day = parse_date_option("--as-of", as_of)
+    expected = as_of_day if as_of_day is not None else cal.last_completed_session(_now(None))
     if not cal.is_session(expected):
         expected = cal.previous_session(expected)
     frame = read_bar_file(path, sym, cal)
@@ -147,9 +182,10 @@ def calendar(
 ) -> None:
     """NYSE sessions in a range with open/close times (UTC), early closes and closed weekdays."""
     cal = default_calendar()
-    lo, hi = to_session(start), to_session(end)
+    lo, hi = parse_date_option("--start", start), parse_date_option("--end", end)
     if hi < lo:
         raise TradeflowError(f"--end {hi.date()} is before --start {lo.date()}")
+    cal.check_covered(lo, hi)
     sessions = cal.session_times(lo, hi)
     closed = cal.holidays(lo, hi)
     if as_json:
@@ -234,11 +270,16 @@ def features(
     """Ingest through the quality gate, build the causal features, write them to Parquet."""
     from tradeflow.features import write_features
 
-    _, _, feats = _gated_features(source, symbols, vix, path, end, now, as_json)
-    if start:
-        first = int((feats.sessions < to_session(start).to_datetime64()).sum())
+    first_day = parse_date_option("--start", start)
+    out_path = _writable_out(out)
+    _, _, feats = _gated_features(source, symbols, vix, path, _date("--end", end), now, as_json)
+    if first_day is not None:
+        first = int((feats.sessions < first_day.to_datetime64()).sum())
         feats = feats.slice(first, len(feats))
-    written = write_features(feats, out)
+    try:
+        written = write_features(feats, out_path)
+    except OSError as exc:  # e.g. the disk filled up or permissions changed since the check
+        raise InputError(f"--out {out_path}: cannot write: {exc.strerror or exc}") from None
     info: dict[str, Any] = {
         "path": str(written),
         "rows": len(feats),
@@ -277,6 +318,7 @@ def backtest(
     names = (*strategy_names(), "champion")
     if strategy not in names:
         raise TradeflowError(f"unknown strategy {strategy!r}; expected one of {', '.join(names)}")
+    start, end = _date("--start", start), _date("--end", end)
     settings, config, feats = _gated_features(source, symbols, vix, path, end, now, as_json)
     if strategy == "champion":
         from tradeflow.registry import ModelRegistry
@@ -315,6 +357,8 @@ def train(
     if config and replay:
         raise TradeflowError("give --config or --replay, not both")
     cfg = replay_config(replay) if replay else (TrainSpyConfig.load(config) if config else TrainSpyConfig())
+    _date("data.start", cfg.data.start)
+    _date("data.end", cfg.data.end)
     settings = _settings()
     instant = _now(now)
     try:
@@ -337,11 +381,13 @@ def tick(
     as_json: JsonOpt = False,
 ) -> None:
     """One trading tick: calendar, reconcile, gated data, decide, risk, idempotent submit, ledger."""
-    from tradeflow.bootstrap import build_tick_runtime
+    from tradeflow.bootstrap import build_tick_runtime, check_tick_choices
     from tradeflow.core.tick import run_tick, skipped_busy, tick_lock
 
     instant = _now(now)
     settings = _settings()
+    # Before the lock: a refused tick must not even create the ledger's directory.
+    check_tick_choices(settings, mode=mode, broker=broker, strategy=strategy)
     with tick_lock(settings.ledger_path.parent) as held:
         if not held:
             report = skipped_busy(instant, mode, strategy or settings.trading.strategy)
@@ -599,22 +645,23 @@ def review(
     as_json: JsonOpt = False,
 ) -> None:
     """The daily learning review: trades, patterns, experiments (and governed changes), model health."""
-    import datetime as dt
-
     from tradeflow.bootstrap import review_session
-    from tradeflow.calendar import default_calendar
 
+    requested = parse_date_option("--session", session)
     settings = _settings()
     instant = _now(now)
-    if session is None:
-        day = default_calendar().last_completed_session(instant).date()
-    else:
-        try:
-            day = dt.date.fromisoformat(session)
-        except ValueError:
-            raise InputError(f"--session must be YYYY-MM-DD, got {session!r}") from None
-        if not default_calendar().is_session(day):
-            raise InputError(f"{day} is not an NYSE session")
+    cal = default_calendar()
+    last = cal.last_completed_session(instant)
+    if requested is not None:
+        if not cal.is_session(requested):
+            raise InputError(f"{requested.date()} is not an NYSE session")
+        if requested > last:
+            # Its trades and closes are not final yet: a report now would be a wrong one on record.
+            raise InputError(
+                f"--session {requested.date()} has not completed at {instant.isoformat()}: "
+                f"the last completed session is {last.date()}"
+            )
+    day = (last if requested is None else requested).date()
     result, report = review_session(settings, day, instant.to_pydatetime())
     if as_json:
         _emit({**result.to_dict(), "report": str(report)})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tradeflow.calendar import MarketState, default_calendar, to_utc
+from tradeflow.calendar import MarketState, default_calendar, parse_date_option, to_session, to_utc
 from tradeflow.errors import InputError
 
 NY = "America/New_York"
@@ -115,3 +115,24 @@ def test_dates_outside_the_calendar_raise_a_clear_error(cal):
 
 def test_holidays_list_weekday_closures(cal):
     assert [str(d.date()) for d in cal.holidays("2026-11-01", "2026-12-31")] == ["2026-11-26", "2026-12-25"]
+
+
+@pytest.mark.parametrize("value", ["-1", "-5", "1500-01-01", "0001-01-01"])
+def test_dates_pandas_cannot_hold_are_an_input_error_not_an_overflow(value):
+    with pytest.raises(InputError, match="not a date"):
+        to_session(value)
+
+
+def test_a_date_option_is_parsed_strictly_and_its_error_names_the_option():
+    assert parse_date_option("--start", "2024-01-05") == pd.Timestamp("2024-01-05")
+    assert parse_date_option("--start", None) is None
+    for bad in ("-1", "yesterday", "2024-13-45", "2024-01-05T10:00"):
+        with pytest.raises(InputError, match=r"^--start: not a date: .* \(expected YYYY-MM-DD\)$"):
+            parse_date_option("--start", bad)
+
+
+def test_ranges_the_calendar_does_not_cover_are_refused_naming_the_covered_range(cal):
+    cal.check_covered("1990-01-02", "2035-12-31")  # the whole covered range is fine
+    for lo, hi in (("1980-01-01", "1980-02-01"), ("1989-12-01", "1990-02-01"), ("2035-12-01", "2040-01-01")):
+        with pytest.raises(InputError, match=r"covers 1990-01-02 \.\. 2035-12-31"):
+            cal.check_covered(lo, hi)

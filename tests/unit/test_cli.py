@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -219,3 +220,210 @@ def test_tick_on_a_weekend_is_skipped_from_the_cli(capsys, data_dir):
     code, out, _ = run(capsys, "tick", "--strategy", "sma", "--now", "2024-01-27T15:00Z", "--json")
     assert code == EXIT_OK
     assert json.loads(out)["status"] == "SKIPPED_MARKET_CLOSED"
+
+
+# --- issue 9: input validated before any side effect, and damaged state (G8) ---------------------
+
+
+def assert_one_line_input_error(code: int, out: str, err: str, *needles: str) -> None:
+    assert code == EXIT_INPUT, (out, err)
+    assert err.startswith("error:"), err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "internal error" not in err
+    assert "Traceback" not in err + out
+    for needle in needles:
+        assert needle in err, err
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (("ingest", "--start", "-1"), "--start"),
+        (("ingest", "--end", "-5"), "--end"),
+        (("features", "--out", "{tmp}/f.parquet", "--start", "-1"), "--start"),
+        (("features", "--out", "{tmp}/f.parquet", "--end", "-5"), "--end"),
+        (("backtest", "--strategy", "sma", "--start", "-1"), "--start"),
+        (("backtest", "--strategy", "sma", "--end", "-5"), "--end"),
+        (("calendar", "--start", "-1", "--end", "2020-01-01"), "--start"),
+        (("calendar", "--start", "2020-01-01", "--end", "-5"), "--end"),
+        (("validate", "{real}/SPY.csv", "--as-of", "-1"), "--as-of"),
+        (("review", "--session", "-1"), "--session"),
+        (("review", "--session", "1500-01-02"), "--session"),
+        (("train", "--config", "{tmp}/end.yaml"), "data.end"),
+    ],
+)
+def test_a_bad_date_in_any_date_option_is_one_line_naming_the_option(
+    capsys, real_data, data_dir, tmp_path, args, option
+):
+    (tmp_path / "end.yaml").write_text("data: {end: '-5'}\n")
+    args = tuple(a.replace("{real}", str(real_data)).replace("{tmp}", str(tmp_path)) for a in args)
+    code, out, err = run(capsys, *args)
+    assert_one_line_input_error(code, out, err, option, "not a date", "YYYY-MM-DD")
+    assert not data_dir.exists(), "refused before anything was written"
+
+
+@pytest.mark.parametrize(("start", "end"), [("1980-01-01", "1980-02-01"), ("2040-01-01", "2040-02-01")])
+def test_calendar_outside_the_covered_range_says_which_range_it_covers(capsys, start, end):
+    code, out, err = run(capsys, "calendar", "--start", start, "--end", end)
+    assert_one_line_input_error(code, out, err, "covers 1990-01-02 .. 2035-12-31")
+    assert out == ""
+
+
+@pytest.mark.parametrize("where", ["dir", "under_a_file"])
+def test_features_with_an_unwritable_out_is_refused_before_ingesting(capsys, data_dir, tmp_path, where):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    out_path = tmp_path if where == "dir" else blocker / "f.parquet"
+    code, out, err = run(capsys, "features", "--out", str(out_path), "--end", "2018-12-28")
+    assert_one_line_input_error(code, out, err, "--out", str(out_path))
+    assert not data_dir.exists(), "nothing ingested for an output that cannot be written"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("ingest",),
+        ("status",),
+        ("stop",),
+        ("review",),
+        ("models", "list"),
+        ("tick", "--strategy", "sma", "--now", "2024-01-25T15:00Z"),
+    ],
+)
+def test_a_data_dir_that_is_a_file_is_one_line_naming_it(capsys, tmp_path, monkeypatch, args):
+    from tradeflow.config import get_settings
+
+    blocker = tmp_path / "data"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("TRADEFLOW_DATA_DIR", str(blocker))
+    get_settings.cache_clear()
+    try:
+        code, out, err = run(capsys, *args)
+    finally:
+        get_settings.cache_clear()
+    assert_one_line_input_error(code, out, err, str(blocker), "not a directory")
+    assert blocker.read_text() == "not a directory"
+
+
+def test_tick_with_an_unknown_strategy_is_refused_before_ingesting_or_touching_the_ledger(capsys, data_dir):
+    code, out, err = run(capsys, "tick", "--strategy", "nope", "--now", "2024-01-25T15:00Z", "--json")
+    assert_one_line_input_error(code, out, err, "unknown strategy 'nope'", "sma", "champion")
+    assert not data_dir.exists(), "no snapshot, no ledger, not even the lock directory"
+
+
+def test_tick_with_an_unknown_trading_source_is_refused_before_ingesting_or_touching_the_ledger(
+    capsys, data_dir, monkeypatch
+):
+    from tradeflow.config import get_settings
+
+    monkeypatch.setenv("TRADEFLOW_TRADING__SOURCE", "nope")
+    get_settings.cache_clear()
+    code, out, err = run(capsys, "tick", "--strategy", "sma", "--now", "2024-01-25T15:00Z", "--json")
+    assert_one_line_input_error(code, out, err, "unknown trading source 'nope'", "TRADEFLOW_TRADING__SOURCE", "csv")
+    assert not data_dir.exists(), "no snapshot, no ledger, not even the lock directory"
+
+
+@pytest.fixture
+def csv_trading(real_data, data_dir, monkeypatch):
+    """Trading on the real SPY/VIX files, whose last bar is the session before OPEN_TICK."""
+    from tradeflow.config import get_settings
+
+    monkeypatch.setenv("TRADEFLOW_TRADING__SOURCE", "csv")
+    monkeypatch.setenv("TRADEFLOW_TRADING__PATH", str(real_data))
+    get_settings.cache_clear()
+    return data_dir
+
+
+OPEN_TICK = "2024-01-25T15:00Z"  # 10:00 New York; the real files end on 2024-01-24
+
+
+def test_tick_over_a_corrupt_snapshot_ends_with_its_report_data_rejected_naming_the_file(capsys, csv_trading):
+    code, out, err = run(
+        capsys, "ingest", "--source", "csv", "--path", os.environ["TRADEFLOW_TRADING__PATH"],
+        "--symbols", "SPY,^VIX", "--end", "2024-01-24", "--now", OPEN_TICK,
+    )  # fmt: skip
+    assert code == EXIT_OK, err
+    (snapshot,) = (csv_trading / "snapshots" / "SPY").glob("*.parquet")
+    snapshot.write_bytes(b"garbage, not parquet")
+
+    code, out, err = run(capsys, "tick", "--strategy", "sma", "--now", OPEN_TICK, "--json")
+    assert code == EXIT_OK, err
+    report = json.loads(out)
+    assert report["status"] == "DATA_REJECTED"
+    assert report["orders_sent"] == []
+    assert any(snapshot.name in a for a in report["alerts"]), report["alerts"]
+
+
+def test_review_of_a_session_that_has_not_completed_is_refused(capsys, data_dir):
+    for session in ("2026-01-05", "2030-01-02"):  # the session of --now (still open), and a later one
+        code, out, err = run(capsys, "review", "--session", session, "--now", "2026-01-05T17:00Z")
+        assert_one_line_input_error(code, out, err, f"--session {session}", "last completed session is 2026-01-02")
+    code, out, err = run(capsys, "review", "--session", "2026-01-03", "--now", "2026-01-05T17:00Z")
+    assert_one_line_input_error(code, out, err, "2026-01-03 is not an NYSE session")
+    assert not (data_dir / "reports").exists(), "no report for a session that cannot be reviewed"
+
+
+SIM_STATE_DAMAGE = {
+    "not_json": "{not json",
+    "null": "null",
+    "a_list": "[1, 2]",
+    "missing_fields": '{"version": 1, "cash": "100000"}',
+    "cash_nan": "NaN",
+    "cash_inf": "Infinity",
+    "cash_1e400_string": "1e400",
+    "cash_1e400_number": "<raw 1e400>",
+    "qty_nan": "qty",
+}
+
+
+def damaged_sim_state(kind: str) -> str:
+    value = SIM_STATE_DAMAGE[kind]
+    if kind in ("not_json", "null", "a_list", "missing_fields"):
+        return str(value)
+    state = {
+        "version": 1, "cash": "100000", "next_order": 1, "next_execution": 1,
+        "orders": [], "positions": {}, "executions": [], "prices": {},
+    }  # fmt: skip
+    if kind == "qty_nan":
+        state["positions"] = {"SPY": {"qty": "NaN", "avg_price": "400"}}
+        return json.dumps(state)
+    state["cash"] = value
+    # A bare number 1e400 is valid JSON that Python reads as inf: written by hand, as damage would.
+    return json.dumps(state).replace('"<raw 1e400>"', "1e400")
+
+
+@pytest.mark.parametrize("kind", list(SIM_STATE_DAMAGE))
+def test_g8_damaged_sim_broker_state_is_one_line_naming_the_file_and_no_order(capsys, data_dir, kind):
+    from tradeflow.ledger import Ledger
+
+    state = data_dir / "broker" / "sim-state.json"
+    state.parent.mkdir(parents=True)
+    state.write_text(damaged_sim_state(kind))
+    code, out, err = run(capsys, "tick", "--strategy", "sma", "--now", OPEN_TICK, "--json")
+    assert_one_line_input_error(code, out, err, str(state))
+    ledger_path = data_dir / "ledger" / "ledger.sqlite"
+    if ledger_path.exists():
+        with Ledger(ledger_path) as ledger:
+            assert ledger.orders() == []
+
+
+def test_g8_damaged_sim_state_error_does_not_echo_the_file(capsys, data_dir):
+    state = data_dir / "broker" / "sim-state.json"
+    state.parent.mkdir(parents=True)
+    state.write_text(json.dumps({"version": 1, "cash": "SECRET-CANARY-1234"}))
+    code, out, err = run(capsys, "tick", "--strategy", "sma", "--now", OPEN_TICK)
+    assert_one_line_input_error(code, out, err, str(state), "cash")
+    assert "SECRET-CANARY" not in err
+
+
+@pytest.mark.parametrize("damage", ["null", "list", "truncated", "missing_version"])
+def test_g8_damaged_champion_pointer_is_one_line_naming_the_file(capsys, data_dir, damage):
+    pointer = data_dir / "models" / "champion.json"
+    pointer.parent.mkdir(parents=True)
+    good = {"format": 1, "current": "v0001-0123abcd", "stack": ["v0001-0123abcd"], "history": []}
+    pointer.write_text(
+        {"null": "null", "list": "[]", "truncated": json.dumps(good)[:20], "missing_version": json.dumps(good)}[damage]
+    )
+    for args in (("models", "list"), ("models", "show")):
+        code, out, err = run(capsys, *args)
+        assert_one_line_input_error(code, out, err, str(pointer))

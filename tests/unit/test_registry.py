@@ -202,10 +202,52 @@ def test_corrupt_files_raise_clear_registry_errors(registry, three):
         registry.champion()
 
 
-def test_a_pointer_to_a_deleted_version_is_an_error_not_no_champion(registry, three):
+def test_g8_a_pointer_to_a_deleted_version_is_an_error_naming_the_pointer_not_no_champion(registry, three):
     registry.set_champion(three[2].version, reason="r", decided_at=T0)
     import shutil
 
     shutil.rmtree(three[2].path)
-    with pytest.raises(RegistryError, match="champion pointer names"):
+    with pytest.raises(RegistryError) as caught:
         registry.champion()
+    assert f"champion pointer {registry.champion_path} names {three[2].version}" in str(caught.value)
+
+
+# --- G8: damaged registry files are named, never read as "not registered" or an AttributeError ----
+
+
+@pytest.mark.parametrize("content", ["{not json", "null", "[1, 2]", '{"format": 1}', '{"format": 1, "version": 3}'])
+def test_g8_a_corrupt_version_json_of_the_champion_says_corrupt_not_unregistered(registry, three, content):
+    registry.set_champion(three[0].version, reason="r", decided_at=T0)
+    meta = three[0].path / "version.json"
+    meta.write_text(content)
+    with pytest.raises(RegistryError) as caught:
+        registry.champion()
+    message = str(caught.value)
+    assert f"corrupt {meta}" in message
+    assert "not a registered version" not in message
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("null", "not a JSON object"),
+        ("[]", "not a JSON object"),
+        ('{"format": 1, "current": "v0001-0', "not JSON"),
+        ('{"format": 1, "current": null, "stack": {"a": 1}, "history": []}', "stack is not a list"),
+        ('{"format": 1, "current": null, "stack": [], "history": 5}', "history is not a list"),
+    ],
+)
+def test_g8_a_damaged_champion_pointer_is_a_registry_error_naming_the_file(registry, three, content, problem):
+    registry.champion_path.write_text(content)
+    for read in (registry.champion, registry.champion_history):
+        with pytest.raises(RegistryError, match=f"corrupt champion pointer {registry.champion_path}: {problem}"):
+            read()
+
+
+def test_g8_registry_errors_do_not_echo_the_damaged_files_content(registry, three):
+    (three[0].path / "version.json").write_text(json.dumps({"format": "SECRET-CANARY", "version": "SECRET-CANARY"}))
+    registry.champion_path.write_text(json.dumps({"format": "SECRET-CANARY", "stack": []}))
+    for read in (registry.list_versions, registry.champion):
+        with pytest.raises(RegistryError) as caught:
+            read()
+        assert "SECRET-CANARY" not in str(caught.value)

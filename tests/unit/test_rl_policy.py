@@ -4,7 +4,11 @@ feature tables it was not trained on."""
 
 from __future__ import annotations
 
+import json
+import pickle
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,10 +58,15 @@ def table() -> Table:
 
 
 @pytest.fixture(scope="module")
-def model(table, tmp_path_factory) -> LoadedModel:
+def saved(table, tmp_path_factory) -> Path:
     trained = train_ppo(table.market(), table.matrix(), (0, 1000), CONFIG, CostModel(), seed=5)
     path = tmp_path_factory.mktemp("models") / "ppo"
-    return load_artifact(save_artifact(path, trained, data_hash="x", feature_names=NAMES, feature_version="t"))
+    return save_artifact(path, trained, data_hash="x", feature_names=NAMES, feature_version="t")
+
+
+@pytest.fixture(scope="module")
+def model(saved) -> LoadedModel:
+    return load_artifact(saved)
 
 
 def test_targets_are_the_env_rollout_of_the_same_policy_and_backtest_to_its_equity(table, model):
@@ -152,3 +161,52 @@ def test_policy_trained_on_built_features_backtests_to_its_env_equity(tmp_path, 
         obs, _, _, truncated, _ = env.step(strategy.decide(obs))
     sim = simulate_targets(market, targets, CostModel(), capital=CONFIG.env.initial_capital)
     np.testing.assert_allclose(sim.equity[window - 1 :], env.equity_curve, rtol=1e-12)
+
+
+def _damage(artifact: Path, name: str, how: str) -> None:
+    target = artifact / name
+    if how == "missing":
+        target.unlink()
+    elif how == "truncated":
+        data = target.read_bytes()
+        target.write_bytes(data[: len(data) // 2])
+    elif how == "garbage":
+        target.write_bytes(b"\x00\x01 not what this file should hold")
+    elif how == "null":
+        target.write_text("null")
+    elif how == "no_env_config":
+        meta = json.loads(target.read_text())
+        del meta["env_config"]
+        target.write_text(json.dumps(meta))
+    elif how == "bad_window":
+        meta = json.loads(target.read_text())
+        meta["env_config"]["window"] = "many"
+        target.write_text(json.dumps(meta))
+    elif how == "another_object":
+        target.write_bytes(pickle.dumps({"obs_rms": None}))
+
+
+@pytest.mark.parametrize(
+    ("name", "how", "message"),
+    [
+        ("model.zip", "truncated", "model.zip is damaged"),
+        ("model.zip", "garbage", "model.zip is damaged"),
+        ("vecnormalize.pkl", "missing", "vecnormalize.pkl is missing"),
+        ("vecnormalize.pkl", "truncated", "vecnormalize.pkl is damaged"),
+        ("vecnormalize.pkl", "garbage", "vecnormalize.pkl is damaged"),
+        ("vecnormalize.pkl", "another_object", "vecnormalize.pkl is damaged"),
+        ("meta.json", "missing", "meta.json is missing"),
+        ("meta.json", "truncated", "meta.json is damaged"),
+        ("meta.json", "null", "meta.json is damaged"),
+        ("meta.json", "no_env_config", "meta.json is damaged: missing field(s) env_config"),
+        ("meta.json", "bad_window", "meta.json is damaged: env_config.window is invalid"),
+    ],
+)
+def test_g8_a_damaged_artifact_file_is_an_input_error_naming_the_file(saved, tmp_path, name, how, message):
+    artifact = tmp_path / "copy"
+    shutil.copytree(saved, artifact)
+    _damage(artifact, name, how)
+    with pytest.raises(InputError) as caught:
+        load_artifact(artifact)
+    assert message in str(caught.value)
+    assert str(artifact) in str(caught.value)

@@ -4,6 +4,7 @@ SPY features (RELIABILITY A, B, C, D3, E1, F3)."""
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from tests.unit.conftest import LAST_SESSION, OPEN_NOW
 from tradeflow.core.decide import RuleDecider
@@ -282,3 +283,81 @@ def test_f1_a_killed_tick_never_keeps_the_lock(tmp_path):
 
     with tick_lock(tmp_path) as held:
         assert held
+
+
+# --- issue 9: damaged state ends the tick with a report and no order (G8) ------------------------
+
+
+def _registered_champion(data_dir, model_zip: bytes):
+    """A champion whose meta.json is valid and whose model.zip holds `model_zip`."""
+    import json
+
+    from tradeflow.registry import ModelRegistry
+    from tradeflow.rl.config import EnvConfig, PPOConfig
+    from tradeflow.sim.costs import CostModel
+
+    artifact = data_dir.parent / "artifact"
+    artifact.mkdir()
+    (artifact / "model.zip").write_bytes(model_zip)
+    (artifact / "vecnormalize.pkl").write_bytes(b"")
+    meta = {
+        "format": 1, "observation_size": 10, "feature_spec": {"names": ["a"]},
+        "env_config": EnvConfig().model_dump(mode="json"), "ppo_config": PPOConfig().model_dump(mode="json"),
+        "cost_model": CostModel().model_dump(mode="json"),
+    }  # fmt: skip
+    (artifact / "meta.json").write_text(json.dumps(meta))
+    registry = ModelRegistry.for_data_dir(data_dir)
+    lineage = {"data_hash": "ab", "feature_spec": "v1", "config": {}, "seed": 0}
+    mv = registry.register(artifact, metrics={}, lineage=lineage, created_at="2024-01-24T22:00:00+00:00")
+    registry.set_champion(mv.version, reason="test", decided_at="2024-01-24T22:00:00+00:00")
+    return registry, mv
+
+
+@pytest.mark.parametrize("damage", ["truncated_model_zip", "pointer_null", "corrupt_version_json", "missing_version"])
+def test_g8_a_damaged_champion_ends_the_tick_no_model_naming_the_file_and_sends_nothing(world, tmp_path, damage):
+    import shutil
+
+    from tradeflow.bootstrap import make_decider
+    from tradeflow.config import Settings
+
+    _, broker, ledger, runtime, _ = world
+    settings = Settings(data_dir=tmp_path / "data")
+    registry, mv = _registered_champion(settings.data_dir, b"PK\x03\x04 a zip cut short")
+    named = {
+        "truncated_model_zip": mv.path / "model.zip",
+        "pointer_null": registry.champion_path,
+        "corrupt_version_json": mv.path / "version.json",
+        "missing_version": registry.champion_path,
+    }[damage]
+    if damage == "pointer_null":
+        registry.champion_path.write_text("null")
+    elif damage == "corrupt_version_json":
+        (mv.path / "version.json").write_text("{")
+    elif damage == "missing_version":
+        shutil.rmtree(mv.path)
+
+    report = run_tick(runtime(decider=lambda: make_decider(settings, "champion")), OPEN_NOW)
+
+    assert report.status == "NO_MODEL"
+    assert report.orders_sent == []
+    assert broker.open_orders() == []
+    assert broker.executions() == []
+    assert ledger.orders() == []
+    assert any(str(named) in note and "champion model unusable" in note for note in report.notes), report.notes
+
+
+def test_a_corrupt_stored_snapshot_ends_the_tick_data_rejected_naming_the_file(world, tmp_path, real_data):
+    from tradeflow.data.store import SnapshotStore
+
+    _, broker, ledger, runtime, _ = world
+    store = SnapshotStore(tmp_path / "snapshots")
+    info = store.write("SPY", read_bar_file(real_data / "SPY.csv", "SPY"), source="csv", created_at="2024-01-24")
+    (store.root / info.file).write_bytes(b"not parquet")
+
+    report = run_tick(runtime(market_data=lambda now: store.load("SPY")), OPEN_NOW)
+
+    assert report.status == "DATA_REJECTED"
+    assert report.orders_sent == []
+    assert broker.executions() == []
+    assert any(info.file.split("/")[-1] in alert for alert in report.alerts), report.alerts
+    assert ledger.last_tick().status == "DATA_REJECTED"

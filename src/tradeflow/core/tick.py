@@ -26,7 +26,7 @@ from tradeflow.calendar import MarketCalendar, to_utc
 from tradeflow.core.decide import Book, Decider
 from tradeflow.core.reconcile import UnknownBrokerHistory, reconcile
 from tradeflow.domain import OrderIntent, OrderStatus, Side, SubmitOutcome, TradingState, make_client_order_id
-from tradeflow.errors import BrokerUnavailable, DataQualityError, DataStaleError, InputError, LedgerError
+from tradeflow.errors import BrokerUnavailable, DataQualityError, DataStaleError, InputError, LedgerError, StoreError
 from tradeflow.execution.base import Broker
 from tradeflow.features import Features, FeaturesStaleError
 from tradeflow.features.schema import FeatureError
@@ -220,6 +220,9 @@ def run_tick(rt: TickRuntime, now: Any) -> TickReport:
         return _finish(rt, report, key, now_dt)
     except (FeatureError, InputError) as exc:  # malformed bars or too little history: not tradeable either
         report.status, report.alerts = "DATA_REJECTED", [*report.alerts, f"features unusable, not trading: {exc}"]
+        return _finish(rt, report, key, now_dt)
+    except StoreError as exc:  # a stored snapshot is unreadable or altered (the error names the file)
+        report.status, report.alerts = "DATA_REJECTED", [*report.alerts, f"stored data unusable, not trading: {exc}"]
         return _finish(rt, report, key, now_dt)
 
     # 3. Decide and size against the broker's position, with equity marked at the price the order

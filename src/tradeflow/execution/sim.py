@@ -51,6 +51,9 @@ T = TypeVar("T")
 STATE_VERSION = 1
 DEFAULT_CASH = Decimal("100000")
 PRICE_QUANTUM = Decimal("0.0001")
+# No paper account, position or price comes near this: a larger amount in the state file is damage
+# (1e400 would otherwise load and then overflow the first quantize, deep inside a tick).
+MAX_AMOUNT = Decimal("1e15")
 _OPEN = (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED)
 
 
@@ -127,15 +130,50 @@ def _encode(record: Any) -> dict[str, Any]:
     return out
 
 
-def _decode(cls: type[T], raw: dict[str, Any]) -> T:
+class _StateFault(ValueError):
+    """What is wrong with a state file, worded to name the field and never to echo its value."""
+
+
+def _amount(value: Any, where: str) -> Decimal:
+    """A finite Decimal within MAX_AMOUNT from a persisted amount (a string as written, or a number)."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise _StateFault(f"{where} is not a number")
+    try:
+        out = to_decimal(value)
+    except ValueError:
+        raise _StateFault(f"{where} is not a finite number") from None
+    if abs(out) >= MAX_AMOUNT:
+        raise _StateFault(f"{where} is out of range (at most {MAX_AMOUNT:.0e} in size)")
+    return out
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _StateFault(f"{where} is not a JSON object")
+    return value
+
+
+def _field(raw: dict[str, Any], name: str, where: str) -> Any:
+    if name not in raw:
+        raise _StateFault(f"{where} lacks the field {name!r}")
+    return raw[name]
+
+
+def _decode(cls: type[T], raw: Any, where: str) -> T:
     kwargs: dict[str, Any] = {}
-    for name, value in raw.items():
+    for name, value in _mapping(raw, where).items():
         if value is not None and name in _DECIMAL_FIELDS:
-            value = Decimal(value)
+            value = _amount(value, f"{where}.{name}")
         elif value is not None and name in _DECODERS:
-            value = _DECODERS[name](value)
+            try:
+                value = _DECODERS[name](value)
+            except (TypeError, ValueError):
+                raise _StateFault(f"{where}.{name} is not a valid {name}") from None
         kwargs[name] = value
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except TypeError:
+        raise _StateFault(f"{where} does not have the fields of {cls.__name__.lstrip('_').lower()}") from None
 
 
 class SimBroker:
@@ -450,17 +488,51 @@ class SimBroker:
         atomic_write_text(self._path, json.dumps(state, indent=1, sort_keys=True))
 
     def _load(self, path: Path) -> None:
+        """Read the books back, checking every field: a damaged file (not JSON, null, a list, a missing
+        field, a cash of NaN, Inf or 1e400) is one BrokerError naming the file and the field."""
         try:
-            state = json.loads(path.read_text())
+            state = _mapping(json.loads(path.read_text(encoding="utf-8")), "the state")
             if state.get("version") != STATE_VERSION:
-                raise ValueError(f"state version {state.get('version')!r}, expected {STATE_VERSION}")
-            self._cash = Decimal(state["cash"])
-            self._next_order = int(state["next_order"])
-            self._next_execution = int(state["next_execution"])
-            self._orders = [_decode(_Order, o) for o in state["orders"]]
-            self._positions = {s: (Decimal(p["qty"]), Decimal(p["avg_price"])) for s, p in state["positions"].items()}
-            self._executions = [_decode(Execution, e) for e in state["executions"]]
-            self._prices = {s: (Decimal(p["price"]), float(p["volume"])) for s, p in state["prices"].items()}
-        except (OSError, ValueError, KeyError, TypeError, InvalidOperation) as exc:
+                raise _StateFault(f"the state version is not {STATE_VERSION}")
+            cash = _amount(_field(state, "cash", "the state"), "cash")
+            counters = []
+            for name in ("next_order", "next_execution"):
+                value = _field(state, name, "the state")
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise _StateFault(f"{name} is not a positive integer")
+                counters.append(value)
+            orders = _field(state, "orders", "the state")
+            executions = _field(state, "executions", "the state")
+            if not isinstance(orders, list) or not isinstance(executions, list):
+                raise _StateFault("orders and executions must be JSON lists")
+            positions: dict[str, tuple[Decimal, Decimal]] = {}
+            for sym, raw in _mapping(_field(state, "positions", "the state"), "positions").items():
+                entry = _mapping(raw, f"positions.{sym}")
+                qty = _amount(_field(entry, "qty", f"positions.{sym}"), f"positions.{sym}.qty")
+                avg = _amount(_field(entry, "avg_price", f"positions.{sym}"), f"positions.{sym}.avg_price")
+                positions[sym] = (qty, avg)
+            prices: dict[str, tuple[Decimal, float]] = {}
+            for sym, raw in _mapping(_field(state, "prices", "the state"), "prices").items():
+                entry = _mapping(raw, f"prices.{sym}")
+                price = _amount(_field(entry, "price", f"prices.{sym}"), f"prices.{sym}.price")
+                volume = _amount(_field(entry, "volume", f"prices.{sym}"), f"prices.{sym}.volume")
+                prices[sym] = (price, float(volume))
+            decoded_orders = [_decode(_Order, o, f"orders[{i}]") for i, o in enumerate(orders)]
+            decoded_executions = [_decode(Execution, e, f"executions[{i}]") for i, e in enumerate(executions)]
+        except FileNotFoundError:
+            raise BrokerError(f"sim broker state {path} vanished while being read") from None
+        except OSError as exc:
+            raise BrokerError(f"sim broker state {path} is unreadable: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise BrokerError(f"sim broker state {path} is unreadable: not UTF-8 text") from None
+        except json.JSONDecodeError as exc:
+            raise BrokerError(
+                f"sim broker state {path} is unreadable: not JSON ({exc.msg}, line {exc.lineno})"
+            ) from None
+        except _StateFault as exc:
             # Fail closed: a broker whose books cannot be read must not start from an empty account.
-            raise BrokerError(f"sim broker state {path} is unreadable: {exc}") from exc
+            raise BrokerError(f"sim broker state {path} is unreadable: {exc}") from None
+        self._cash = cash
+        self._next_order, self._next_execution = counters
+        self._orders, self._executions = decoded_orders, decoded_executions
+        self._positions, self._prices = positions, prices

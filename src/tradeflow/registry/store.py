@@ -147,23 +147,47 @@ class ModelRegistry:
     def _load_version(self, directory: Path) -> ModelVersion:
         meta = directory / "version.json"
         try:
-            data = json.loads(meta.read_text())
-            if data.get("format") != FORMAT or data["version"] != directory.name:
-                raise ValueError(f"format {data.get('format')!r}, version {data.get('version')!r}")
+            data = json.loads(meta.read_text(encoding="utf-8"))
+            # Checked field by field, and worded without the values: a damaged file's content is
+            # never echoed into an error (G7), and a null or a list is not an AttributeError (G8).
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            missing = [k for k in ("format", "version", "seq", "content_hash", "created_at", "metrics",
+                                   "lineage", "files") if k not in data]  # fmt: skip
+            if missing:
+                raise ValueError(f"missing field(s) {', '.join(missing)}")
+            if data["format"] != FORMAT:
+                raise ValueError(f"format is not {FORMAT}")
+            if data["version"] != directory.name:
+                raise ValueError("it names another version than its directory")
+            if not isinstance(data["metrics"], dict) or not isinstance(data["lineage"], dict):
+                raise ValueError("metrics and lineage must be JSON objects")
+            if not isinstance(data["files"], list) or not all(isinstance(f, str) for f in data["files"]):
+                raise ValueError("files must be a list of names")
+            if not isinstance(data["content_hash"], str) or not isinstance(data["created_at"], str):
+                raise ValueError("content_hash and created_at must be strings")
+            if isinstance(data["seq"], bool) or not isinstance(data["seq"], int):
+                raise ValueError("seq is not an integer")
             return ModelVersion(
                 version=data["version"],
-                seq=int(data["seq"]),
+                seq=data["seq"],
                 content_hash=data["content_hash"],
                 created_at=data["created_at"],
-                metrics=dict(data["metrics"]),
-                lineage=dict(data["lineage"]),
+                metrics=data["metrics"],
+                lineage=data["lineage"],
                 files=tuple(data["files"]),
                 path=directory,
             )
         except FileNotFoundError:
             raise RegistryError(f"model version {directory.name} has no version.json ({meta})") from None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise RegistryError(f"corrupt {meta}: {type(exc).__name__}: {exc}") from None
+        except UnicodeDecodeError:
+            raise RegistryError(f"corrupt {meta}: not UTF-8 text") from None
+        except json.JSONDecodeError as exc:
+            raise RegistryError(f"corrupt {meta}: not JSON ({exc.msg}, line {exc.lineno})") from None
+        except OSError as exc:
+            raise RegistryError(f"unreadable {meta}: {exc.strerror or exc}") from None
+        except ValueError as exc:
+            raise RegistryError(f"corrupt {meta}: {exc}") from None
 
     def list_versions(self) -> list[ModelVersion]:
         """All versions, oldest first; directories that are not version ids (temp dirs) are skipped."""
@@ -172,17 +196,22 @@ class ModelRegistry:
         dirs = [d for d in self.versions_dir.iterdir() if d.is_dir() and _VERSION_ID.match(d.name)]
         return sorted((self._load_version(d) for d in dirs), key=lambda v: v.seq)
 
-    def get(self, version: str) -> ModelVersion:
-        """A version by its id, or by its `vNNNN` prefix."""
+    def _find(self, version: str) -> Path | None:
+        """The directory of a version id or of its unique `vNNNN` prefix; None when there is none."""
         if _VERSION_ID.match(version):
             directory = self.versions_dir / version
-            if directory.is_dir():
-                return self._load_version(directory)
-        elif re.fullmatch(r"v\d{4,}", version):
+            return directory if directory.is_dir() else None
+        if re.fullmatch(r"v\d{4,}", version):
             matches = sorted(self.versions_dir.glob(f"{version}-*")) if self.versions_dir.exists() else []
-            if len(matches) == 1:
-                return self._load_version(matches[0])
-        raise RegistryError(f"no model version {version!r} in {self.root}")
+            return matches[0] if len(matches) == 1 else None
+        return None
+
+    def get(self, version: str) -> ModelVersion:
+        """A version by its id, or by its `vNNNN` prefix (a damaged version.json is its own error)."""
+        directory = self._find(version)
+        if directory is None:
+            raise RegistryError(f"no model version {version!r} in {self.root}")
+        return self._load_version(directory)
 
     def verify(self, version: str) -> ModelVersion:
         """The version, after checking its files still hash to its content hash."""
@@ -262,24 +291,42 @@ class ModelRegistry:
     def _read_pointer(self) -> dict[str, Any]:
         if not self.champion_path.exists():
             return {"format": FORMAT, "current": None, "stack": [], "history": []}
+        where = f"corrupt champion pointer {self.champion_path}"
         try:
-            data: dict[str, Any] = json.loads(self.champion_path.read_text())
-            if data.get("format") != FORMAT or not isinstance(data.get("stack"), list):
-                raise ValueError(f"format {data.get('format')!r}")
-            if data["current"] != (data["stack"][-1] if data["stack"] else None):
+            data = json.loads(self.champion_path.read_text(encoding="utf-8"))
+            # Each check worded without the file's values (G7); null or a list is damage, not a crash.
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            if data.get("format") != FORMAT:
+                raise ValueError(f"format is not {FORMAT}")
+            stack, history = data.get("stack"), data.get("history", [])
+            if not isinstance(stack, list) or not all(isinstance(v, str) and _VERSION_ID.match(v) for v in stack):
+                raise ValueError("stack is not a list of version ids")
+            if not isinstance(history, list):
+                raise ValueError("history is not a list")
+            if "current" not in data or data["current"] != (stack[-1] if stack else None):
                 raise ValueError("current is not the top of the champion stack")
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise RegistryError(f"corrupt champion pointer {self.champion_path}: {exc}") from None
+        except UnicodeDecodeError:
+            raise RegistryError(f"{where}: not UTF-8 text") from None
+        except json.JSONDecodeError as exc:
+            raise RegistryError(f"{where}: not JSON ({exc.msg}, line {exc.lineno})") from None
+        except OSError as exc:
+            raise RegistryError(f"unreadable champion pointer {self.champion_path}: {exc.strerror or exc}") from None
+        except ValueError as exc:
+            raise RegistryError(f"{where}: {exc}") from None
+        data.setdefault("history", [])
         return data
 
     def champion(self) -> ModelVersion | None:
         current = self._read_pointer()["current"]
         if current is None:
             return None
-        try:
-            return self.get(current)
-        except RegistryError:
-            raise RegistryError(f"champion pointer names {current}, which is not a registered version") from None
+        directory = self._find(current)
+        if directory is None:
+            raise RegistryError(
+                f"champion pointer {self.champion_path} names {current}, which is not a registered version"
+            )
+        return self._load_version(directory)  # a damaged version.json says so, naming the file
 
     def champion_history(self) -> list[dict[str, Any]]:
         """Every champion change, oldest first: action, version, previous, reason, decided_at."""

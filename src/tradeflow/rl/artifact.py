@@ -24,8 +24,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 from stable_baselines3 import PPO
 from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.running_mean_std import RunningMeanStd
+from stable_baselines3.common.vec_env import VecNormalize
 
 from tradeflow.errors import InputError
 from tradeflow.rl.config import EnvConfig, PPOConfig
@@ -171,30 +174,87 @@ class LoadedModel:
         return int(self.predict(obs))
 
 
+def _read_meta(file: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise InputError(f"model artifact file {file} is damaged: not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"model artifact file {file} is damaged: not JSON ({exc.msg}, line {exc.lineno})") from None
+    except OSError as exc:
+        raise InputError(f"model artifact file {file} is unreadable: {exc.strerror or exc}") from None
+    if not isinstance(meta, dict):
+        raise InputError(f"model artifact file {file} is damaged: not a JSON object")
+    if meta.get("format") != FORMAT_VERSION:
+        raise InputError(f"model artifact file {file}: unsupported artifact format (expected {FORMAT_VERSION})")
+    missing = [
+        k for k in ("observation_size", "feature_spec", "env_config", "ppo_config", "cost_model") if k not in meta
+    ]
+    if missing:
+        raise InputError(f"model artifact file {file} is damaged: missing field(s) {', '.join(missing)}")
+    size, spec = meta["observation_size"], meta["feature_spec"]
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise InputError(f"model artifact file {file} is damaged: observation_size is not a positive integer")
+    names = spec.get("names") if isinstance(spec, dict) else None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise InputError(f"model artifact file {file} is damaged: feature_spec.names is not a list of names")
+    return meta
+
+
 def load_artifact(path: Path) -> LoadedModel:
+    """The model of an artifact directory, or one InputError naming the damaged file and what is wrong
+    (a truncated model.zip, a missing or corrupt vecnormalize.pkl or meta.json: RELIABILITY G8)."""
     path = Path(path)
     for name in (MODEL_FILE, NORMALIZE_FILE, META_FILE):
         if not (path / name).is_file():
             raise InputError(f"{path} is not a model artifact: {name} is missing")
-    meta = json.loads((path / META_FILE).read_text())
-    if meta.get("format") != FORMAT_VERSION:
-        raise InputError(f"{path}: unsupported artifact format {meta.get('format')!r}")
-    model = PPO.load(path / MODEL_FILE, device="cpu")
+    meta_file, model_file, norm_file = path / META_FILE, path / MODEL_FILE, path / NORMALIZE_FILE
+    meta = _read_meta(meta_file)
+    configs: dict[str, Any] = {}
+    for key, schema in (("env_config", EnvConfig), ("ppo_config", PPOConfig), ("cost_model", CostModel)):
+        try:
+            configs[key] = schema.model_validate(meta[key])
+        except ValidationError as exc:
+            where = ".".join(map(str, (key, *exc.errors()[0]["loc"])))
+            raise InputError(f"model artifact file {meta_file} is damaged: {where} is invalid") from None
+    observation_size = meta["observation_size"]
+    # SB3, torch and pickle raise whatever their parsers hit on a damaged file (BadZipFile, EOFError,
+    # UnpicklingError, RuntimeError, AttributeError, ...): any failure here means the file is unusable.
+    try:
+        model = PPO.load(model_file, device="cpu")
+    except Exception as exc:
+        raise InputError(
+            f"model artifact file {model_file} is damaged: it cannot be loaded ({type(exc).__name__})"
+        ) from None
+    try:
+        with norm_file.open("rb") as fh:
+            vec_normalize = pickle.load(fh)  # our own artifact in SB3's format (see the module docstring)
+    except Exception as exc:
+        raise InputError(
+            f"model artifact file {norm_file} is damaged: it cannot be unpickled ({type(exc).__name__})"
+        ) from None
+    if not isinstance(vec_normalize, VecNormalize):
+        raise InputError(f"model artifact file {norm_file} is damaged: it does not hold VecNormalize statistics")
     policy = model.policy
+    if policy.observation_space.shape != (observation_size,):
+        raise InputError(f"model artifact file {model_file} does not match {meta_file}: observation size differs")
     policy.set_training_mode(False)
-    with (path / NORMALIZE_FILE).open("rb") as fh:
-        vec_normalize = pickle.load(fh)  # our own artifact in SB3's format (see the module docstring)
     mean = std = None
     if vec_normalize.norm_obs:
-        mean = np.asarray(vec_normalize.obs_rms.mean, dtype=np.float64)
-        std = np.sqrt(vec_normalize.obs_rms.var + vec_normalize.epsilon)
+        stats = vec_normalize.obs_rms
+        if not isinstance(stats, RunningMeanStd):  # a dict is for dict observation spaces: not ours
+            raise InputError(f"model artifact file {norm_file} is damaged: it holds no observation statistics")
+        mean = np.asarray(stats.mean, dtype=np.float64)
+        std = np.sqrt(stats.var + vec_normalize.epsilon)
+        if mean.shape != (observation_size,) or not (np.isfinite(mean).all() and np.isfinite(std).all()):
+            raise InputError(f"model artifact file {norm_file} is damaged: its statistics do not fit the model")
     return LoadedModel(
         policy=policy,
         obs_mean=mean,
         obs_std=std,
         clip_obs=float(vec_normalize.clip_obs),
-        env_config=EnvConfig.model_validate(meta["env_config"]),
-        ppo_config=PPOConfig.model_validate(meta["ppo_config"]),
-        cost=CostModel.model_validate(meta["cost_model"]),
+        env_config=configs["env_config"],
+        ppo_config=configs["ppo_config"],
+        cost=configs["cost_model"],
         meta=meta,
     )
