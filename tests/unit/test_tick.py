@@ -344,6 +344,7 @@ def test_g8_a_damaged_champion_ends_the_tick_no_model_naming_the_file_and_sends_
     assert broker.executions() == []
     assert ledger.orders() == []
     assert any(str(named) in note and "champion model unusable" in note for note in report.notes), report.notes
+    assert any(str(named) in alert for alert in report.alerts), report.alerts
 
 
 def test_a_corrupt_stored_snapshot_ends_the_tick_data_rejected_naming_the_file(world, tmp_path, real_data):

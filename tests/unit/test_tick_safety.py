@@ -236,3 +236,20 @@ def test_g8_a_damaged_safety_latch_is_a_ledger_error_naming_the_file_never_its_c
     ):
         ledger.trading_state()
     assert "PK-CANARY" not in str(caught.value)
+
+
+def test_a_source_that_cannot_deliver_ends_the_tick_data_unavailable_with_its_report(world):
+    """A network failure or an empty answer used to escape the tick as an exception: no report, no
+    journal entry. It is a reason not to trade, reported like any other."""
+    from tradeflow.errors import EmptyDataError
+
+    _, broker, ledger, runtime, _ = world
+
+    def outage(now):
+        raise EmptyDataError("csv: no rows for SPY in /data/SPY.csv")
+
+    report = run_tick(runtime(market_data=outage), OPEN_NOW)
+    assert report.status == "DATA_UNAVAILABLE"
+    assert any("no rows for SPY" in a for a in report.alerts)
+    assert broker.calls["submit"] == 0
+    assert ledger.last_tick().status == "DATA_UNAVAILABLE"

@@ -26,7 +26,16 @@ from tradeflow.calendar import MarketCalendar, to_utc
 from tradeflow.core.decide import Book, Decider
 from tradeflow.core.reconcile import UnknownBrokerHistory, reconcile
 from tradeflow.domain import OrderIntent, OrderStatus, Side, SubmitOutcome, TradingState, make_client_order_id
-from tradeflow.errors import BrokerUnavailable, DataQualityError, DataStaleError, InputError, LedgerError, StoreError
+from tradeflow.errors import (
+    BrokerUnavailable,
+    DataQualityError,
+    DataStaleError,
+    InputError,
+    LedgerError,
+    SourceError,
+    StoreError,
+    TradeflowError,
+)
 from tradeflow.execution.base import Broker
 from tradeflow.features import Features, FeaturesStaleError
 from tradeflow.features.schema import FeatureError
@@ -224,6 +233,9 @@ def run_tick(rt: TickRuntime, now: Any) -> TickReport:
     except StoreError as exc:  # a stored snapshot is unreadable or altered (the error names the file)
         report.status, report.alerts = "DATA_REJECTED", [*report.alerts, f"stored data unusable, not trading: {exc}"]
         return _finish(rt, report, key, now_dt)
+    except SourceError as exc:  # the source could not deliver (network, empty answer): no data, no trade
+        report.status, report.alerts = "DATA_UNAVAILABLE", [*report.alerts, f"no data, not trading: {exc}"]
+        return _finish(rt, report, key, now_dt)
 
     # 3. Decide and size against the broker's position, with equity marked at the price the order
     # will face (G2): the broker's own mark may still be the previous close on a gap open.
@@ -240,6 +252,8 @@ def run_tick(rt: TickRuntime, now: Any) -> TickReport:
         decider = rt.decider()
     except LookupError as exc:  # e.g. no champion model registered yet: nothing to trade on
         report.status, report.notes = "NO_MODEL", [*report.notes, str(exc)]
+        if isinstance(exc, TradeflowError):  # a champion that exists but cannot be loaded needs a person
+            report.alerts.append(f"champion unusable, not trading: {exc}")
         return _finish(rt, report, key, now_dt)
     weight = decider.target(features, Book(shares, position.avg_price if position else Decimal(0), equity))
     report.target_weight = weight
