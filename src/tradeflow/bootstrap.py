@@ -25,7 +25,7 @@ from tradeflow.errors import ConfigError, InputError, TradeflowError
 from tradeflow.execution.base import Broker
 from tradeflow.features import DEFAULT_SPEC, Features, features_for_live
 from tradeflow.ledger import Ledger
-from tradeflow.risk import RiskGovernor, RiskLimits
+from tradeflow.risk import RiskGovernor
 
 BROKER_NAMES = ("sim", "alpaca", "ib")
 
@@ -153,7 +153,7 @@ def build_tick_runtime(
         calendar=default_calendar(),
         broker=adapter,
         ledger=ledger,
-        governor=RiskGovernor(RiskLimits()),
+        governor=RiskGovernor(settings.risk),
         decider=lambda: make_decider(settings, name, ledger, trading.symbol),
         market_data=gated_market_data(settings, on_price),
         strategy=name,

@@ -429,33 +429,39 @@ def stop(
 def resume(
     operator: Annotated[str, typer.Option(help="Who resumes (recorded in the audit log).")],
     reason: Annotated[str, typer.Option(help="Why it is safe to resume.")] = "acknowledged",
+    broker: Annotated[
+        str | None, typer.Option(help="sim|alpaca|ib, asked for today's equity (default: settings).")
+    ] = None,
     now: Annotated[str | None, typer.Option(help="Time of the resume (ISO with timezone).")] = None,
 ) -> None:
-    """Clear the kill switch or a HALTED / drift state: audited, and the equity peak restarts."""
-    from decimal import Decimal
-
+    """Clear the kill switch or a HALTED / drift state by the risk governor's rule: audited, and the
+    equity peak restarts at the broker's equity now. A daily-loss stop holds for its session."""
+    from tradeflow.bootstrap import make_broker
+    from tradeflow.core.tick import resume_trading
     from tradeflow.domain import TradingState
-    from tradeflow.risk import StateReason
+    from tradeflow.errors import BrokerUnavailable
+    from tradeflow.risk import RiskGovernor
 
+    settings = _settings()
+    instant = _now(now)
     ledger = _ledger()
     try:
-        state = ledger.trading_state()
-        if state.state is TradingState.ACTIVE:
+        if ledger.trading_state().state is TradingState.ACTIVE:
             typer.echo("trading is already ACTIVE")
             return
-        instant = _now(now).to_pydatetime()
-        if state.reason == StateReason.DAILY_LOSS:
-            raise TradeflowError("a daily-loss stop holds for the rest of its session; it lifts at the next session")
-        ledger.audit("resume", {"operator": operator, "reason": reason, "from": str(state.state)}, instant)
-        last = ledger.last_tick()
-        equity = (last.report or {}).get("equity") if last else None
-        if equity:
-            # The loss is acknowledged: the drawdown breaker measures from today's equity again.
-            ledger.reset_peak(Decimal(str(equity)), f"resume by {operator}", instant)
-        ledger.set_trading_state(TradingState.ACTIVE, f"resumed by {operator}: {reason}", instant)
+        adapter = make_broker(settings, broker or settings.trading.broker, clock=instant.to_pydatetime)
+        try:
+            equity = adapter.account().equity
+        except BrokerUnavailable as exc:
+            raise TradeflowError(f"cannot ask the broker for today's equity, not resuming: {exc}") from None
+        change = resume_trading(
+            ledger, RiskGovernor(settings.risk), equity, operator=operator, reason=reason, now=instant
+        )
     finally:
         ledger.close()
-    typer.echo(f"trading ACTIVE again (was {state.state}: {state.reason})")
+    if change.next_state is change.previous_state:
+        raise TradeflowError(change.detail)
+    typer.echo(f"trading {change.next_state} again (was {change.previous_state}): {change.detail}")
 
 
 @app.command()

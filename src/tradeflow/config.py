@@ -14,6 +14,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tradeflow.risk.limits import RiskLimits
+
 
 class AlpacaSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -103,6 +105,9 @@ class Settings(BaseSettings):
     quality: QualitySettings = QualitySettings()
     trading: TradingSettings = TradingSettings()
     learning: LearningSettings = LearningSettings()
+    # The risk governor's limits (TRADEFLOW_RISK__MAX_DRAWDOWN=0.15, ...): the tick and `resume` obey
+    # the same numbers. A misspelt limit fails loudly (extra="forbid").
+    risk: RiskLimits = RiskLimits()
 
     @property
     def snapshots_dir(self) -> Path:

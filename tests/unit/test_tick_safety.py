@@ -253,3 +253,53 @@ def test_a_source_that_cannot_deliver_ends_the_tick_data_unavailable_with_its_re
     assert any("no rows for SPY" in a for a in report.alerts)
     assert broker.calls["submit"] == 0
     assert ledger.last_tick().status == "DATA_UNAVAILABLE"
+
+
+# --- one resume rule: `tradeflow resume` is RiskGovernor.resume, persisted -------------------------
+
+
+def test_cli_resume_from_the_kill_switch_during_a_session_loss_past_the_limit_gives_reducing(capsys, data_dir):
+    """The CLI used to set ACTIVE whatever the session's loss; the governor's rule (the only one now)
+    gives REDUCING while the session's loss is past the daily limit, and restarts the peak at the
+    broker's equity."""
+    import datetime as dt
+
+    from tradeflow.bootstrap import open_ledger
+    from tradeflow.config import get_settings
+    from tradeflow.execution.sim import SimBroker
+
+    settings = get_settings()
+    broker = SimBroker(data_dir / "broker" / "sim-state.json", clock=lambda: OPEN_NOW.to_pydatetime())
+    with open_ledger(settings) as ledger:
+        ledger.start_session(dt.date(2024, 1, 25), broker.account().equity, OPEN_NOW.to_pydatetime())
+    broker.external_cash_change(-8_000)  # an 8% loss in the session (the limit is 5%)
+    code, _ = _cli(capsys, "stop", "--reason", "turmoil", "--now", "2024-01-25T15:10Z")
+    code, out = _cli(capsys, "resume", "--operator", "alice", "--now", "2024-01-25T15:20Z")
+    assert code == 0, out
+    with open_ledger(settings) as ledger:
+        state = ledger.trading_state()
+        assert (state.state.value, state.reason) == ("REDUCING", "daily_loss")
+        assert ledger.peak_equity() == broker.account().equity
+        [resume] = [r for r in ledger.audit_rows() if r.kind == "resume"]
+        assert resume.payload["operator"] == "alice"
+        assert resume.payload["to"] == "REDUCING"
+    code, out = _cli(capsys, "resume", "--operator", "alice", "--now", "2024-01-25T15:30Z")
+    assert code == 2  # the daily-loss stop holds for its session: refused, with the governor's reason
+    assert "daily-loss stop holds" in out
+
+
+def test_risk_limits_come_from_settings_and_a_misspelt_limit_is_a_one_line_error(capsys, data_dir, monkeypatch):
+    from tradeflow.bootstrap import build_tick_runtime
+    from tradeflow.config import get_settings
+
+    monkeypatch.setenv("TRADEFLOW_RISK__MAX_DRAWDOWN", "0.15")
+    get_settings.cache_clear()
+    runtime = build_tick_runtime(get_settings(), mode="paper", broker="sim", strategy="sma", now=OPEN_NOW)
+    runtime.ledger.close()
+    assert runtime.governor.limits.max_drawdown == Decimal("0.15")
+
+    monkeypatch.setenv("TRADEFLOW_RISK__MAX_DRAWDON", "0.15")
+    get_settings.cache_clear()
+    code, out = _cli(capsys, "status")
+    assert code == 2
+    assert "risk.max_drawdon" in out

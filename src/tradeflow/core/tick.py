@@ -40,7 +40,7 @@ from tradeflow.execution.base import Broker
 from tradeflow.features import Features, FeaturesStaleError
 from tradeflow.features.schema import FeatureError
 from tradeflow.ledger import DecisionRecord, Ledger, make_tick_key
-from tradeflow.risk import RiskContext, RiskGovernor, mark_equity
+from tradeflow.risk import RiskContext, RiskGovernor, StateChange, mark_equity
 
 log = logging.getLogger("tradeflow.tick")
 
@@ -436,3 +436,39 @@ def skipped_busy(now: Any, mode: str, strategy: str) -> TickReport:
 def stop_trading(ledger: Ledger, reason: str, now: Any, run_id: str = "cli") -> None:
     """The kill switch: HALTED with a 'kill switch' reason; only cancels and reducing orders pass."""
     ledger.set_trading_state(TradingState.HALTED, f"kill switch: {reason}", to_utc(now).to_pydatetime(), run_id=run_id)
+
+
+def resume_trading(
+    ledger: Ledger, governor: RiskGovernor, equity: Decimal | None, *, operator: str, reason: str, now: Any
+) -> StateChange:
+    """`tradeflow resume`: the governor's one resume rule (RiskGovernor.resume), persisted and audited.
+
+    `equity` is the broker's account equity now (None when it cannot be asked): the drawdown peak
+    restarts there. A daily-loss stop holds for its session; resuming from HALTED while the session's
+    loss is past the limit gives REDUCING."""
+    when = to_utc(now)
+    at: dt.datetime = when.to_pydatetime()
+    session = when.tz_convert("America/New_York").date()
+    state = ledger.trading_state()
+    ctx = RiskContext(
+        now=at,
+        session=session,
+        trading_state=state.state,
+        positions=None,
+        equity=equity,
+        cash=None,
+        session_start_equity=ledger.session_start_equity(session) or equity or Decimal(0),
+        equity_peak=ledger.peak_equity() or equity or Decimal(0),
+        state_reason=state.reason,
+        state_session=pd.Timestamp(state.since).tz_convert("America/New_York").date() if state.since else None,
+        kill_switch=state.reason.startswith("kill switch"),
+    )
+    change = governor.resume(ctx, operator=operator)
+    if change.next_state is change.previous_state:
+        return change
+    payload = {"operator": operator, "reason": reason, "from": str(change.previous_state),
+               "to": str(change.next_state), "detail": change.detail}  # fmt: skip
+    ledger.audit("resume", payload, at)
+    ledger.reset_peak(change.equity_peak, f"resume by {operator}", at)
+    ledger.set_trading_state(change.next_state, str(change.state_reason), at)
+    return change
