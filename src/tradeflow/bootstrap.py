@@ -5,6 +5,7 @@ the tick depend on protocols only."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -23,7 +24,7 @@ from tradeflow.data.sources import SOURCE_NAMES
 from tradeflow.data.store import SnapshotStore
 from tradeflow.errors import ConfigError, InputError, TradeflowError
 from tradeflow.execution.base import Broker
-from tradeflow.features import DEFAULT_SPEC, Features, features_for_live
+from tradeflow.features import DEFAULT_SPEC, Features, FeatureSpec, features_for_live
 from tradeflow.ledger import Ledger
 from tradeflow.risk import RiskGovernor
 
@@ -108,9 +109,38 @@ def load_champion(settings: Settings) -> Any:
         raise ChampionUnusableError(f"champion model unusable: {exc}") from None
 
 
-def gated_market_data(settings: Settings, on_price: Callable[[float], None] | None = None) -> Callable[[Any], Features]:
-    """Bars through the quality gate (incremental ingest), then the same features as research, whose
-    last row must be the last completed session: anything else raises and the tick does not trade."""
+def default_trading_spec(settings: Settings) -> FeatureSpec:
+    """The rules' feature spec: the default, without the VIX columns when no VIX symbol is traded."""
+    return DEFAULT_SPEC if settings.trading.vix_symbol else DEFAULT_SPEC.replace(include_vix=False)
+
+
+def champion_spec(model: Any, settings: Settings) -> FeatureSpec:
+    """The feature spec the champion was trained on, which the tick must rebuild exactly (it used to
+    build the default spec whatever the model was trained on). Artifacts from before specs were
+    stored are accepted only when their names and digest are the default's."""
+    params = model.feature_params
+    if params is not None:
+        try:
+            return FeatureSpec.from_dict(params)
+        except (ConfigError, TypeError, ValueError) as exc:
+            raise ChampionUnusableError(f"champion model unusable: its feature spec is invalid ({exc})") from None
+    default = default_trading_spec(settings)
+    if model.feature_names == default.names and model.feature_hash in (None, default.digest):
+        return default
+    raise ChampionUnusableError(
+        "champion model unusable: its artifact does not record its feature spec and it was not trained on the "
+        "default one; retrain it (`tradeflow train`)"
+    )
+
+
+def gated_market_data(
+    settings: Settings,
+    on_price: Callable[[float], None] | None = None,
+    spec: Callable[[], FeatureSpec] | None = None,
+) -> Callable[[Any], Features]:
+    """Bars through the quality gate (incremental ingest), then the same features as research (the
+    spec `spec()` names: the champion's own), whose last row must be the last completed session:
+    anything else raises and the tick does not trade."""
     trading = settings.trading
     symbols = (trading.symbol, trading.vix_symbol) if trading.vix_symbol else (trading.symbol,)
     request = IngestRequest(source=trading.source, symbols=symbols, path=trading.path)  # checks the source now
@@ -121,9 +151,9 @@ def gated_market_data(settings: Settings, on_price: Callable[[float], None] | No
         store = SnapshotStore(settings.snapshots_dir)
         bars = store.load(trading.symbol)
         vix = store.load(trading.vix_symbol) if trading.vix_symbol else None
-        spec = DEFAULT_SPEC if trading.vix_symbol else DEFAULT_SPEC.replace(include_vix=False)
+        wanted = spec() if spec is not None else default_trading_spec(settings)
         session = default_calendar().last_completed_session(when)
-        features = features_for_live(bars, vix, spec, session=session)  # type: ignore[arg-type]
+        features = features_for_live(bars, vix, wanted, session=session)  # type: ignore[arg-type]
         if on_price is not None:
             on_price(float(features.bars["close"].iloc[-1]))
         return features
@@ -149,13 +179,28 @@ def build_tick_runtime(
 
     name = strategy or trading.strategy
     ledger = open_ledger(settings)
+    decider: Callable[[], Decider] = lambda: make_decider(settings, name, ledger, trading.symbol)  # noqa: E731
+    spec: Callable[[], FeatureSpec] | None = None
+    if name == "champion":
+        # Loaded once per tick, lazily (a closed market never loads it), for its features and its decision.
+        model = functools.cache(lambda: load_champion(settings))
+
+        def decider() -> Decider:
+            return PolicyDecider(model())
+
+        def spec() -> FeatureSpec:
+            try:
+                return champion_spec(model(), settings)
+            except LookupError:  # no or an unusable champion: the decision step reports it (NO_MODEL)
+                return default_trading_spec(settings)
+
     return TickRuntime(
         calendar=default_calendar(),
         broker=adapter,
         ledger=ledger,
         governor=RiskGovernor(settings.risk),
-        decider=lambda: make_decider(settings, name, ledger, trading.symbol),
-        market_data=gated_market_data(settings, on_price),
+        decider=decider,
+        market_data=gated_market_data(settings, on_price, spec),
         strategy=name,
         symbol=trading.symbol,
         mode=mode,
@@ -191,8 +236,7 @@ def champion_health(settings: Settings, ledger: Ledger, session: dt.date, live_w
     if bars is None:
         return None  # nothing ingested yet: no live window to assess
     vix = store.load(trading.vix_symbol) if trading.vix_symbol else None
-    spec = DEFAULT_SPEC if trading.vix_symbol else DEFAULT_SPEC.replace(include_vix=False)
-    features = build_features(bars, vix, spec)
+    features = build_features(bars, vix, champion_spec(model, settings))
     frame = features.frame
     days = pd.to_datetime(frame["session"]).dt.date
     start, end = (pd.Timestamp(d).date() for d in model.meta["train_range"])

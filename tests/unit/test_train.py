@@ -103,12 +103,18 @@ def test_artifact_records_data_features_configs_seed_versions_and_git_sha(tmp_pa
         feature_names=names,
         feature_version="v7",
         feature_hash="h7",
+        feature_params={"version": "v7", "rsi_window": 14},
         git_sha="0" * 40,
     )
     assert sorted(p.name for p in path.iterdir()) == ["meta.json", "model.zip", "vecnormalize.pkl"]
     meta = json.loads((path / "meta.json").read_text())
     assert meta["data_hash"] == "sha256:feed"
-    assert meta["feature_spec"] == {"version": "v7", "hash": "h7", "names": names}
+    assert meta["feature_spec"] == {
+        "version": "v7",
+        "hash": "h7",
+        "names": names,
+        "params": {"version": "v7", "rsi_window": 14},
+    }
     assert meta["seed"] == 3
     assert meta["timesteps"] == TINY.total_timesteps
     assert meta["train_range"] == list(TRAIN)

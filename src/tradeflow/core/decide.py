@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from tradeflow.errors import InputError
 from tradeflow.features import Features
 from tradeflow.learning import LearningStore, ParamChoice, params_for
 from tradeflow.learning.experiments import TEST
@@ -62,6 +63,14 @@ class PolicyDecider:
         self.name = name
 
     def target(self, features: Features, book: Book) -> float:
+        # A model fed other columns than it was trained on would decide on garbage without an error.
+        trained, given = self.model.feature_names, tuple(features.spec.names)
+        digest = self.model.feature_hash
+        if given != trained or (digest is not None and features.spec.digest != digest):
+            raise InputError(
+                f"the champion was trained on feature spec {str(digest)[:12]} ({len(trained)} columns) but was "
+                f"given spec {features.spec.digest[:12]} ({len(given)} columns): not deciding on other features"
+            )
         window = self.model.env_config.window
         matrix = features.matrix()
         if len(matrix) < window:

@@ -255,7 +255,11 @@ def run_tick(rt: TickRuntime, now: Any) -> TickReport:
         if isinstance(exc, TradeflowError):  # a champion that exists but cannot be loaded needs a person
             report.alerts.append(f"champion unusable, not trading: {exc}")
         return _finish(rt, report, key, now_dt)
-    weight = decider.target(features, Book(shares, position.avg_price if position else Decimal(0), equity))
+    try:
+        weight = decider.target(features, Book(shares, position.avg_price if position else Decimal(0), equity))
+    except (InputError, FeatureError) as exc:  # e.g. a champion given other features than it was trained on
+        report.status, report.alerts = "NO_MODEL", [*report.alerts, f"model cannot decide, not trading: {exc}"]
+        return _finish(rt, report, key, now_dt)
     report.target_weight = weight
     rt.ledger.record_decision(_decision(rt, decider, features, session, weight), now_dt, run_id=rt.run_id)
     investable = equity * (1 - Decimal(str(rt.cash_buffer)))

@@ -164,6 +164,7 @@ def train_model(
         feature_names=spec.names,
         feature_version=spec.version,
         feature_hash=spec.digest,
+        feature_params=spec.to_dict(),
         git_sha=sha,
         extra={"config_digest": config.digest()},
     )

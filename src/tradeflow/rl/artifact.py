@@ -88,6 +88,7 @@ def save_artifact(
     feature_names: Sequence[str],
     feature_version: str,
     feature_hash: str | None = None,
+    feature_params: Mapping[str, Any] | None = None,
     git_sha: str | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
@@ -105,7 +106,13 @@ def save_artifact(
         "train_range": list(trained.train_range),
         "train_sessions": list(trained.train_sessions),
         "data_hash": data_hash,
-        "feature_spec": {"version": feature_version, "hash": feature_hash, "names": list(feature_names)},
+        # `params` is the whole FeatureSpec: a live tick rebuilds exactly these features (issue 10).
+        "feature_spec": {
+            "version": feature_version,
+            "hash": feature_hash,
+            "names": list(feature_names),
+            "params": None if feature_params is None else dict(feature_params),
+        },
         "observation_size": trained.observation_size,
         "env_config": trained.config.env.model_dump(mode="json"),
         "ppo_config": trained.config.model_dump(mode="json"),
@@ -147,6 +154,18 @@ class LoadedModel:
     @property
     def feature_names(self) -> tuple[str, ...]:
         return tuple(self.meta["feature_spec"]["names"])
+
+    @property
+    def feature_hash(self) -> str | None:
+        value = self.meta["feature_spec"].get("hash")
+        return str(value) if value else None
+
+    @property
+    def feature_params(self) -> dict[str, Any] | None:
+        """The FeatureSpec the model was trained on, as FeatureSpec.to_dict() wrote it (None for
+        artifacts written before specs were stored: only their names and digest are known)."""
+        params = self.meta["feature_spec"].get("params")
+        return dict(params) if isinstance(params, dict) else None
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:
         # VecNormalize.normalize_obs, operation for operation (float64 maths, float32 result).
