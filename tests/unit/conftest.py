@@ -62,3 +62,15 @@ def world(tmp_path, live_features):
 
     yield clock, broker, ledger, runtime, strategy
     ledger.close()
+
+
+@pytest.fixture
+def csv_trading(real_data, data_dir, monkeypatch):
+    """The CLI and bootstrap trading on the sim broker over the real SPY/VIX files (their last bar is
+    the session before OPEN_NOW), as an operator runs them."""
+    from tradeflow.config import get_settings
+
+    monkeypatch.setenv("TRADEFLOW_TRADING__SOURCE", "csv")
+    monkeypatch.setenv("TRADEFLOW_TRADING__PATH", str(real_data))
+    get_settings.cache_clear()
+    return data_dir

@@ -71,13 +71,10 @@ def test_policy_refuses_features_of_another_spec_than_it_was_trained_on(artifact
     assert decider.target(own, Book(Decimal(0), Decimal(0), Decimal(100_000))) in (0.0, 1.0)
 
 
-def test_tick_builds_the_champions_own_feature_spec_and_decides(data_dir, real_data, artifact, monkeypatch):
+def test_tick_builds_the_champions_own_feature_spec_and_decides(csv_trading, artifact):
     from tradeflow.bootstrap import build_tick_runtime
     from tradeflow.config import get_settings
 
-    monkeypatch.setenv("TRADEFLOW_TRADING__SOURCE", "csv")
-    monkeypatch.setenv("TRADEFLOW_TRADING__PATH", str(real_data))
-    get_settings.cache_clear()
     settings = get_settings()
     _champion(settings.data_dir, artifact)
     runtime = build_tick_runtime(settings, mode="paper", broker="sim", strategy="champion", now=OPEN_NOW)

@@ -323,17 +323,6 @@ def test_tick_with_an_unknown_trading_source_is_refused_before_ingesting_or_touc
     assert not data_dir.exists(), "no snapshot, no ledger, not even the lock directory"
 
 
-@pytest.fixture
-def csv_trading(real_data, data_dir, monkeypatch):
-    """Trading on the real SPY/VIX files, whose last bar is the session before OPEN_TICK."""
-    from tradeflow.config import get_settings
-
-    monkeypatch.setenv("TRADEFLOW_TRADING__SOURCE", "csv")
-    monkeypatch.setenv("TRADEFLOW_TRADING__PATH", str(real_data))
-    get_settings.cache_clear()
-    return data_dir
-
-
 OPEN_TICK = "2024-01-25T15:00Z"  # 10:00 New York; the real files end on 2024-01-24
 
 

@@ -119,17 +119,6 @@ def _cli(capsys, *args: str) -> tuple[int, dict | str]:
         return code, text
 
 
-@pytest.fixture
-def paper_cli(data_dir, real_data, monkeypatch):
-    """The CLI on the sim broker over the real SPY/VIX files, as an operator runs it."""
-    from tradeflow.config import get_settings
-
-    monkeypatch.setenv("TRADEFLOW_TRADING__SOURCE", "csv")
-    monkeypatch.setenv("TRADEFLOW_TRADING__PATH", str(real_data))
-    get_settings.cache_clear()
-    return data_dir
-
-
 def _sim_position(data_dir) -> Decimal:
     import json
 
@@ -138,18 +127,18 @@ def _sim_position(data_dir) -> Decimal:
 
 
 @pytest.mark.parametrize("damage", ["truncated", "deleted", "older copy"])
-def test_g1_lost_ledger_keeps_the_kill_switch_blocks_until_adopted_and_never_buys(capsys, paper_cli, damage):
+def test_g1_lost_ledger_keeps_the_kill_switch_blocks_until_adopted_and_never_buys(capsys, csv_trading, damage):
     """Buy (buy_and_hold), sell (MACD turns flat on 2024-01-03), `stop`; then the ledger file is
     truncated, deleted, or replaced by the copy taken after the buy. The broker still holds both
     orders: the next tick trades nothing (BLOCKED_STATE_UNKNOWN) and still shows the kill switch;
     `adopt` takes the broker's state in and the kill switch still denies buy_and_hold's buy."""
-    ledger = paper_cli / "ledger" / "ledger.sqlite"
+    ledger = csv_trading / "ledger" / "ledger.sqlite"
     code, bought = _cli(capsys, "tick", "--strategy", "buy_and_hold", "--now", "2024-01-02T15:00Z", "--json")
     assert (code, bought["status"]) == (0, "TRADED"), bought
     older = ledger.read_bytes()  # the CLI closed the ledger: its WAL is checkpointed into the file
     code, sold = _cli(capsys, "tick", "--strategy", "macd", "--now", "2024-01-03T15:00Z", "--json")
     assert (code, sold["status"]) == (0, "TRADED"), sold
-    assert _sim_position(paper_cli) == 0
+    assert _sim_position(csv_trading) == 0
     code, _ = _cli(capsys, "stop", "--reason", "operator stop", "--now", "2024-01-03T16:00Z")
     assert code == 0
 
@@ -179,7 +168,7 @@ def test_g1_lost_ledger_keeps_the_kill_switch_blocks_until_adopted_and_never_buy
     code, after = _cli(capsys, "tick", "--strategy", "buy_and_hold", "--now", "2024-01-04T15:10Z", "--json")
     assert after["status"] == "NO_ACTION", after
     assert [d["reason"] for d in after["denials"]] == ["KILL_SWITCH"]
-    assert _sim_position(paper_cli) == 0  # never bought again
+    assert _sim_position(csv_trading) == 0  # never bought again
 
 
 def _fresh(path):
