@@ -192,3 +192,18 @@ def test_an_earlier_start_back_fills_history_before_the_snapshot(settings, spy_2
     result = ingest(request(start="2023-01-03", end="2024-01-24"), settings, NOW)
     assert src.calls[0][1] == pd.Timestamp("2023-01-03")
     assert result.snapshots["SPY"].first_session == "2023-01-03"
+
+
+def test_g3_an_infinite_high_in_a_csv_fails_the_ingest_and_stores_nothing(capsys, settings, real_data, tmp_path):
+    from tradeflow.cli import EXIT_GATE, main
+
+    raw = pd.read_csv(real_data / "SPY.csv", dtype=str)
+    raw = raw[raw["Date"] >= "2023-01-03"]
+    raw.loc[raw["Date"] == "2024-01-10", "High"] = "inf"
+    raw.to_csv(tmp_path / "SPY.csv", index=False)
+    args = ["ingest", "--source", "csv", "--path", str(tmp_path), "--symbols", "SPY", "--start", "2023-01-03"]
+    code = main([*args, "--end", "2024-01-24", "--now", NOW.isoformat()])
+    err = capsys.readouterr().err
+    assert code == EXIT_GATE
+    assert "non_finite_value SPY 2024-01-10" in err
+    assert SnapshotStore(settings.snapshots_dir).symbols() == []

@@ -388,3 +388,23 @@ def test_failures_in_the_report_are_failure_objects_in_layer_order(bars):
     report = gate(frame, as_of="2024-02-01")
     assert all(isinstance(f, Failure) for f in report.failures)
     assert [f.layer for f in report.failures] == ["schema", "calendar"]
+
+
+# --- G3: non-finite values, through the command a person runs ---------------------------------------
+
+
+@pytest.mark.parametrize(("column", "value"), [("High", "inf"), ("Low", "-inf"), ("Volume", "inf"), ("Close", "NaN")])
+def test_g3_validate_rejects_a_file_with_a_non_finite_price_or_volume(
+    capsys, real_data, tmp_path, data_dir, column, value
+):
+    from tradeflow.cli import EXIT_GATE, main
+
+    raw = pd.read_csv(real_data / "SPY.csv", dtype=str).iloc[-300:]
+    raw.loc[raw["Date"] == "2024-01-10", column] = value
+    path = tmp_path / "SPY.csv"
+    raw.to_csv(path, index=False)
+    code = main(["validate", str(path), "--as-of", "2024-01-24", "--json"])
+    payload = json.loads(capsys.readouterr().out)
+    assert code == EXIT_GATE
+    expected = "null_value" if value == "NaN" else "non_finite_value"
+    assert [(f["check"], f["session"], f["layer"]) for f in payload["failures"]] == [(expected, "2024-01-10", "schema")]

@@ -62,6 +62,8 @@ def statistics_frame(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.to_numeric(bars[col], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
 
     close, volume = num("close"), num("volume")
+    # An infinite volume is the schema's finding (non_finite_value); as NaN it is not judged twice.
+    volume = np.where(np.isinf(volume), np.nan, volume)
     prev = np.roll(close, 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         log_return = np.log(close / prev)

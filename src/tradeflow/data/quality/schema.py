@@ -25,8 +25,6 @@ _CHECK_NAMES: dict[str, str] = {
     "column_in_dataframe": "missing_column",
     "column_in_schema": "unexpected_column",
     "not_nullable": "null_value",
-    "greater_than(0)": "non_positive_price",
-    "greater_than_or_equal_to(0)": "negative_volume",
     "multiple_fields_uniqueness": "duplicate_session",
 }
 _ROW_CHECKS = ("high_below_open_close", "low_above_open_close", "high_below_low", "session_out_of_order")
@@ -36,6 +34,13 @@ def _arr(df: pd.DataFrame, col: str) -> np.ndarray[Any, np.dtype[np.float64]]:
     return pd.to_numeric(df[col], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
 
 
+def _operand(df: pd.DataFrame, col: str) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """A column as an operand of the OHLC checks: an infinity is the non-finite check's finding,
+    so it is read as missing here (one fault, one failure), like a NaN."""
+    values = _arr(df, col)
+    return np.where(np.isinf(values), np.nan, values)
+
+
 def _mask(df: pd.DataFrame, bad: np.ndarray[Any, np.dtype[np.bool_]]) -> pd.Series:
     return pd.Series(~bad, index=df.index)
 
@@ -43,17 +48,17 @@ def _mask(df: pd.DataFrame, bad: np.ndarray[Any, np.dtype[np.bool_]]) -> pd.Seri
 # Comparisons with NaN are False, so `bad` rows are real violations; np.fmax ignores a NaN side, so
 # high < open is still caught when close is missing.
 def _high_below_open_close(df: pd.DataFrame) -> pd.Series:
-    high = _arr(df, "high")
-    return _mask(df, high < np.fmax(_arr(df, "open"), _arr(df, "close")))
+    high = _operand(df, "high")
+    return _mask(df, high < np.fmax(_operand(df, "open"), _operand(df, "close")))
 
 
 def _low_above_open_close(df: pd.DataFrame) -> pd.Series:
-    low = _arr(df, "low")
-    return _mask(df, low > np.fmin(_arr(df, "open"), _arr(df, "close")))
+    low = _operand(df, "low")
+    return _mask(df, low > np.fmin(_operand(df, "open"), _operand(df, "close")))
 
 
 def _high_below_low(df: pd.DataFrame) -> pd.Series:
-    return _mask(df, _arr(df, "high") < _arr(df, "low"))
+    return _mask(df, _operand(df, "high") < _operand(df, "low"))
 
 
 def _session_out_of_order(df: pd.DataFrame) -> pd.Series:
@@ -63,18 +68,39 @@ def _session_out_of_order(df: pd.DataFrame) -> pd.Series:
     return _mask(df, (sessions < previous).to_numpy(dtype=bool, na_value=False))
 
 
+# Column checks. pandera drops NaN before a column check (ignore_na), so NaN stays the not-null
+# check's finding. An infinity is its own fault (G3: `High=inf` used to pass `> 0` and reach the
+# store): it is `non_finite_value` only, so -inf is not also counted as a non-positive price.
+def _finite(s: pd.Series) -> pd.Series:
+    return pd.Series(~np.isinf(pd.to_numeric(s, errors="coerce").to_numpy(dtype="float64")), index=s.index)
+
+
+def _positive_or_infinite(s: pd.Series) -> pd.Series:
+    v = pd.to_numeric(s, errors="coerce").to_numpy(dtype="float64")
+    return pd.Series((v > 0) | np.isinf(v), index=s.index)
+
+
+def _non_negative_or_infinite(s: pd.Series) -> pd.Series:
+    v = pd.to_numeric(s, errors="coerce").to_numpy(dtype="float64")
+    return pd.Series((v >= 0) | np.isinf(v), index=s.index)
+
+
 @lru_cache(maxsize=1)
 def bar_schema() -> pa.DataFrameSchema:
     """The normalized bar frame's schema (data/bars.py), strict: a missing or extra column fails."""
 
+    finite = Check(_finite, error="non_finite_value")
+
     def price() -> pa.Column:
-        return pa.Column("float64", Check.gt(0), nullable=False)
+        return pa.Column("float64", [finite, Check(_positive_or_infinite, error="non_positive_price")], nullable=False)
 
     columns: dict[str, pa.Column] = {
         "session": pa.Column("datetime64[ns]", nullable=False),
         "symbol": pa.Column(str, nullable=False),
         **{c: price() for c in PRICE_COLUMNS},
-        "volume": pa.Column("float64", Check.ge(0), nullable=False),
+        "volume": pa.Column(
+            "float64", [finite, Check(_non_negative_or_infinite, error="negative_volume")], nullable=False
+        ),
     }
     assert tuple(columns) == BAR_COLUMNS  # the schema and the frame definition must not drift
     row_checks = [
@@ -217,6 +243,8 @@ def _row_failure(check: str, raw: str, col: str | None, case: object, row: int, 
         detail = f"{col} {case!s} <= 0"
     elif check == "negative_volume":
         detail = f"volume {case!s} < 0"
+    elif check == "non_finite_value":
+        detail = f"{col} is {case!s} (not a finite number)"
     elif check == "wrong_dtype":
         detail = f"{col} holds {case!r}, which is not a number"
     else:
