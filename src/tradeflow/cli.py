@@ -117,7 +117,7 @@ def validate(
     expected = to_session(as_of) if as_of else cal.last_completed_session(_now(None))
     if not cal.is_session(expected):
         expected = cal.previous_session(expected)
-    frame = read_bar_file(path, sym, cal)
+    frame = read_bar_file(path, sym, cal, max_bytes=settings.quality.max_input_bytes)
     symbols = tuple(sorted(frame["symbol"].unique())) if len(frame) else ((sym,) if sym else ())
     ctx = GateContext(
         calendar=cal,
