@@ -207,3 +207,43 @@ def test_g3_an_infinite_high_in_a_csv_fails_the_ingest_and_stores_nothing(capsys
     assert code == EXIT_GATE
     assert "non_finite_value SPY 2024-01-10" in err
     assert SnapshotStore(settings.snapshots_dir).symbols() == []
+
+
+# --- G6: racing ingests never move the current snapshot backwards silently ------------------------
+
+
+def _prepared(settings, end: str):
+    """An ingest planned, fetched and gated, not yet committed: the window in which another can commit."""
+    plan = plan_ingest(request(end=end), settings, NOW)
+    fetched = {it.symbol: ingest_mod.fetch_symbol(plan, it.symbol, settings) for it in plan.items}
+    return plan, ingest_mod.check_bars(plan, fetched, settings)
+
+
+def test_g6_an_older_ingest_committing_after_a_newer_one_leaves_the_newer_current_and_says_so(
+    settings, spy_2023, use_source
+):
+    use_source(RecordingSource(spy_2023))
+    older = _prepared(settings, "2024-01-10")
+    newer = _prepared(settings, "2024-01-24")
+    newer_result = ingest_mod.commit_bars(*newer, settings)
+    older_result = ingest_mod.commit_bars(*older, settings)
+    store = SnapshotStore(settings.snapshots_dir)
+    assert store.current("SPY") == newer_result.snapshots["SPY"]
+    assert store.current("SPY").last_session == "2024-01-24"
+    # The older snapshot is kept on record, not current, and the result says why.
+    assert older_result.snapshots["SPY"].digest in {s.digest for s in store.history("SPY")}
+    assert older_result.not_current == {"SPY"}
+    assert older_result.to_dict()["symbols"]["SPY"]["current"] is False
+    assert any("ends earlier" in n and "not current" in n for n in older_result.notes)
+    assert "NOT current" in older_result.summary_text()
+
+
+def test_g6_a_newer_ingest_committing_after_an_older_one_becomes_current_with_a_note(settings, spy_2023, use_source):
+    use_source(RecordingSource(spy_2023))
+    older = _prepared(settings, "2024-01-10")
+    newer = _prepared(settings, "2024-01-24")
+    ingest_mod.commit_bars(*older, settings)
+    result = ingest_mod.commit_bars(*newer, settings)
+    assert SnapshotStore(settings.snapshots_dir).current("SPY").last_session == "2024-01-24"
+    assert result.not_current == frozenset()
+    assert any("another ingest made snapshot" in n for n in result.notes)

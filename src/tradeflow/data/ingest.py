@@ -93,6 +93,8 @@ class IngestResult:
     new_rows: dict[str, int]
     notes: list[str]
     report_path: Path | None
+    # Symbols whose new snapshot was stored but not made current: a newer one was committed meanwhile.
+    not_current: frozenset[str] = frozenset()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -108,6 +110,7 @@ class IngestResult:
                     "last_session": info.last_session,
                     "snapshot": info.digest,
                     "file": info.file,
+                    "current": sym not in self.not_current,
                 }
                 for sym, info in self.snapshots.items()
             },
@@ -123,6 +126,7 @@ class IngestResult:
             lines.append(
                 f"  {sym:<6} {info.rows:>6} bars  {info.first_session} .. {info.last_session}"
                 f"  (+{new} new)  snapshot {info.digest[:12]}"
+                + ("  (stored, NOT current)" if sym in self.not_current else "")
             )
             lines.append(f"         {self.plan.item(sym).description}")
         lines.append(f"  quality gate: {'PASSED' if self.report.passed else 'FAILED'} - {self.report.summary_line()}")
@@ -273,8 +277,22 @@ def commit_bars(plan: IngestPlan, gate: GateResult, settings: Settings) -> Inges
     raise_for_report(gate.report, gate.frame, settings.quarantine_dir)
     frame = sort_bars(gate.frame)
     per_symbol = {str(sym): rows.reset_index(drop=True) for sym, rows in frame.groupby("symbol", sort=False)}
-    snapshots = _store(settings).write_many(per_symbol, source=plan.request.source, created_at=plan.now.isoformat())
-    return IngestResult(plan, gate.report, snapshots, gate.new_rows, gate.notes, gate.report_path)
+    # Compare-and-swap against what was planned on: a concurrent ingest may have committed since (G6).
+    expected = {it.symbol: (it.stored.digest if it.stored else None) for it in plan.items}
+    commit = _store(settings).commit(
+        per_symbol, source=plan.request.source, created_at=plan.now.isoformat(), expected=expected
+    )
+    for note in commit.notes:
+        log.warning("ingest: %s", note)
+    return IngestResult(
+        plan,
+        gate.report,
+        commit.snapshots,
+        gate.new_rows,
+        [*gate.notes, *commit.notes],
+        gate.report_path,
+        not_current=frozenset(commit.not_current),
+    )
 
 
 def ingest(

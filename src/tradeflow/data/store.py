@@ -19,7 +19,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -268,10 +268,26 @@ class SnapshotStore:
     def write_many(
         self, frames: Mapping[str, pd.DataFrame], *, source: str, created_at: str
     ) -> dict[str, SnapshotInfo]:
+        """Store one snapshot per symbol and make each current (no compare-and-swap)."""
+        return self.commit(frames, source=source, created_at=created_at).snapshots
+
+    def commit(
+        self,
+        frames: Mapping[str, pd.DataFrame],
+        *,
+        source: str,
+        created_at: str,
+        expected: Mapping[str, str | None] | None = None,
+    ) -> Commit:
         """Store one snapshot per symbol and switch all of them in ONE manifest replace.
 
         Snapshot files are written first; the manifest swap is the commit point, so a crash leaves
         every symbol on its old snapshot or every symbol on its new one, never a mix.
+
+        `expected` is the current digest per symbol that the caller built its frames on (None: none
+        stored). A symbol whose current snapshot changed since then was committed by a concurrent
+        writer (G6): if the new snapshot ends earlier than that one, it is stored but NOT made
+        current, so current never moves backwards; either way the commit says so in its notes.
         """
         prepared: dict[str, tuple[pd.DataFrame, str, str]] = {}
         for symbol, frame in frames.items():
@@ -282,12 +298,13 @@ class SnapshotStore:
             rows = sort_bars(frame[list(BAR_COLUMNS)])
             digest = frame_digest(rows)
             prepared[symbol] = (rows, digest, snapshot_file(symbol, digest))
-        out: dict[str, SnapshotInfo] = {}
+        out = Commit()
         with self._locked():
             manifest = self._read_manifest()
             changed = False
             for symbol, (rows, digest, rel) in prepared.items():
                 entry = manifest["symbols"].setdefault(symbol, {"current": None, "snapshots": []})
+                now_current = _current_of(entry)
                 known = {s["digest"]: s for s in entry["snapshots"]}
                 if digest in known:
                     info = SnapshotInfo(**known[digest])
@@ -305,10 +322,34 @@ class SnapshotStore:
                         parent=entry["current"],
                     )
                     entry["snapshots"].append(asdict(info))
+                    changed = True
+                out.snapshots[symbol] = info
+                raced = expected is not None and symbol in expected and expected[symbol] != entry["current"]
+                if raced and now_current is not None and now_current.digest != digest:
+                    planned = (expected or {}).get(symbol)
+                    what = f"{symbol}: another ingest made snapshot {now_current.digest[:12]}"
+                    what += f" (to {now_current.last_session}) current"
+                    what += f" after this one planned against {planned[:12] if planned else 'no snapshot'}"
+                    if info.last < now_current.last:
+                        out.not_current.add(symbol)
+                        out.notes.append(
+                            f"{what}; kept it current, since this snapshot {digest[:12]} ends earlier "
+                            f"({info.last_session}): stored, not current"
+                        )
+                        continue
+                    out.notes.append(f"{what}; replaced it with {digest[:12]} (to {info.last_session}), not older")
                 if entry["current"] != digest:
                     entry["current"] = digest
                     changed = True
-                out[symbol] = info
             if changed:
                 atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
         return out
+
+
+@dataclass
+class Commit:
+    """What a commit stored: one snapshot per symbol, those left non-current, and why."""
+
+    snapshots: dict[str, SnapshotInfo] = field(default_factory=dict)
+    not_current: set[str] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)

@@ -1,6 +1,7 @@
 """The data-quality gate: three layers over a whole (multi-symbol) bar frame, one report.
 
-1. schema (pandera): types, nulls, non-finite values, price/volume ranges, OHLC algebra, uniqueness, order, strict columns;
+1. schema (pandera): types, nulls, infinities, price/volume ranges, OHLC algebra, uniqueness, order,
+   strict columns;
 2. statistics (Great Expectations): return outliers, stale closes, volume sanity, row counts;
 3. checks (pandas): NYSE completeness, freshness, split-like jumps, overlap with the stored snapshot.
 
