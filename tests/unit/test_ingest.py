@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -247,3 +249,28 @@ def test_g6_a_newer_ingest_committing_after_an_older_one_becomes_current_with_a_
     assert SnapshotStore(settings.snapshots_dir).current("SPY").last_session == "2024-01-24"
     assert result.not_current == frozenset()
     assert any("another ingest made snapshot" in n for n in result.notes)
+
+
+def test_the_quality_report_labels_stored_bars_as_the_snapshot_and_fetched_bars_as_the_source(
+    settings, spy_2023, use_source
+):
+    use_source(RecordingSource(spy_2023))
+    first = ingest(request(end="2024-01-10"), settings, NOW)
+    digest = first.snapshots["SPY"].digest[:12]
+    result = ingest(request(start=None, end="2024-01-24"), settings, NOW)
+    origins = [(o.origin, o.rows, o.first_session, o.last_session) for o in result.report.origins]
+    # 2024-01-04 .. 2024-01-10 are the re-fetched overlap: those bars are the provider's, fetched now.
+    assert origins == [
+        (f"stored snapshot {digest}", 252, "2023-01-03", "2024-01-03"),
+        ("recorded csv for SPY (fetched now)", 14, "2024-01-04", "2024-01-24"),
+    ]
+    assert f"| SPY | stored snapshot {digest} | 252 | 2023-01-03 | 2024-01-03 |" in result.report.to_markdown()
+    saved = json.loads(result.report_path.with_suffix(".json").read_text())
+    assert [o["origin"] for o in saved["origins"]] == [
+        f"stored snapshot {digest}",
+        "recorded csv for SPY (fetched now)",
+    ]
+    # Up to date: nothing was fetched, and the report must not say it came from the source.
+    again = ingest(request(start=None, end="2024-01-24"), settings, NOW)
+    assert [o.origin for o in again.report.origins] == [f"stored snapshot {again.snapshots['SPY'].digest[:12]}"]
+    assert "fetched now" not in again.summary_text()

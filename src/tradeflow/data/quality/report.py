@@ -87,6 +87,36 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class BarOrigin:
+    """Where a run of one symbol's bars came from: the stored snapshot or a source fetched now."""
+
+    symbol: str
+    origin: str  # e.g. "stored snapshot 3f2a9c01b2d4" or "csv file data/SPY.csv (fetched now)"
+    rows: int
+    first_session: str | None
+    last_session: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "origin": self.origin,
+            "rows": self.rows,
+            "first_session": self.first_session,
+            "last_session": self.last_session,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BarOrigin:
+        return cls(
+            str(data["symbol"]),
+            str(data["origin"]),
+            int(data["rows"]),
+            data.get("first_session"),
+            data.get("last_session"),
+        )
+
+
+@dataclass(frozen=True)
 class LayerOutcome:
     """What one layer returns: its failures, notes for a person, and any extra timings."""
 
@@ -115,6 +145,8 @@ class QualityReport:
     notes: list[str] = field(default_factory=list)
     timings: Mapping[str, float] = field(default_factory=dict)
     docs_path: str | None = None
+    # Where the judged bars came from, per symbol (set by the ingest, which knows; empty for a file).
+    origins: tuple[BarOrigin, ...] = ()
 
     @property
     def is_stale(self) -> bool:
@@ -157,6 +189,7 @@ class QualityReport:
             "notes": list(self.notes),
             "timings": {k: round(float(v), 6) for k, v in self.timings.items()},
             "docs_path": self.docs_path,
+            "origins": [o.to_dict() for o in self.origins],
         }
 
     def to_json(self) -> str:
@@ -174,6 +207,7 @@ class QualityReport:
             notes=[str(n) for n in data.get("notes", ())],
             timings={str(k): float(v) for k, v in data.get("timings", {}).items()},
             docs_path=data.get("docs_path"),
+            origins=tuple(BarOrigin.from_dict(o) for o in data.get("origins", ())),
         )
 
     def to_markdown(self) -> str:
@@ -185,6 +219,18 @@ class QualityReport:
             f"as of **{self.as_of or 'not judged'}**."
         )
         lines += ["", self.summary_line(), ""]
+        if self.origins:
+            lines += [
+                "## Where the bars came from",
+                "",
+                "| symbol | from | bars | first | last |",
+                "|---|---|---:|---|---|",
+            ]
+            lines += [
+                f"| {_md_cell(o.symbol)} | {_md_cell(o.origin)} | {o.rows} | {o.first_session or ''} | {o.last_session or ''} |"
+                for o in self.origins
+            ]
+            lines += [""]
         lines += self._counts_table()
         if self.failures:
             lines += ["", "## Failures", ""]
