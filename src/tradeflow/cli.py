@@ -63,8 +63,8 @@ def _gate_failed(exc: DataQualityError, as_json: bool) -> NoReturn:
         for f in report.failures[:20]:
             where = " ".join(x for x in (f.symbol, f.session) if x)
             typer.echo(f"  - {f.check} {where}: {f.detail}", err=True)
-        if len(report.failures) > 20:
-            typer.echo(f"  ... and {len(report.failures) - 20} more", err=True)
+        if report.failure_count > 20:
+            typer.echo(f"  ... and {report.failure_count - 20} more", err=True)
         if exc.quarantined:
             typer.echo(f"quarantined: {exc.quarantined}", err=True)
     raise typer.Exit(EXIT_GATE)

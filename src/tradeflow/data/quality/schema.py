@@ -18,7 +18,7 @@ import pandera.pandas as pa
 from pandera import Check
 
 from tradeflow.data.bars import BAR_COLUMNS, PRICE_COLUMNS
-from tradeflow.data.quality.report import Failure, LayerOutcome
+from tradeflow.data.quality.report import LAYER_FAILURES_PER_CHECK, Failure, LayerOutcome
 
 # pandera's check labels -> the gate's check names (custom checks are labelled by their `error`).
 _CHECK_NAMES: dict[str, str] = {
@@ -167,11 +167,16 @@ def validate_schema(frame: pd.DataFrame) -> LayerOutcome:
     try:
         bar_schema().validate(data, lazy=True)
     except pa.errors.SchemaErrors as exc:
-        return LayerOutcome(failures=_failures(exc.failure_cases, data))
+        unlisted: dict[str, int] = {}
+        failures = _failures(exc.failure_cases, data, unlisted)
+        return LayerOutcome(failures=failures, unlisted=unlisted)
     return LayerOutcome()
 
 
-def _failures(cases: pd.DataFrame, data: pd.DataFrame) -> list[Failure]:
+def _failures(cases: pd.DataFrame, data: pd.DataFrame, unlisted: dict[str, int]) -> list[Failure]:
+    """Failure objects for at most LAYER_FAILURES_PER_CHECK rows per check; the rest are counted
+    into `unlisted` (a hostile file can fail millions of rows: G5)."""
+    cap = LAYER_FAILURES_PER_CHECK
     rows = _RowView(data)
     out: list[Failure] = []
     # factorize: mass failures yield millions of failure cases, and per-element Python is too slow.
@@ -189,16 +194,22 @@ def _failures(cases: pd.DataFrame, data: pd.DataFrame) -> list[Failure]:
     for check in dict.fromkeys(checks[indexed]):  # first-seen order
         sel = indexed & (checks == check)
         if check == "duplicate_session":
-            out.extend(_duplicate_failures(positions[sel & (columns == "session")], rows))
+            dups, total = _duplicate_failures(positions[sel & (columns == "session")], rows, cap)
+            out.extend(dups)
         elif check in _ROW_CHECKS:
             # A dataframe-level check reports its row once per column: one failure per row.
             hit = np.unique(positions[sel])
-            for row, detail in zip(hit.tolist(), rows.describe(check, hit), strict=True):
+            total = len(hit)
+            for row, detail in zip(hit[:cap].tolist(), rows.describe(check, hit[:cap]), strict=True):
                 sym, sess = rows.where(row)
                 out.append(Failure(check, "schema", sym, sess, detail, None))
         else:
-            for i in np.flatnonzero(sel):
+            chosen = np.flatnonzero(sel)
+            total = len(chosen)
+            for i in chosen[:cap]:
                 out.append(_row_failure(check, raw_checks[i], _column(columns[i]), values[i], int(positions[i]), rows))
+        if total > cap:
+            unlisted[check] = unlisted.get(check, 0) + total - cap
     return out
 
 
@@ -206,16 +217,20 @@ def _column(value: object) -> str | None:
     return None if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
 
 
-def _duplicate_failures(row_positions: np.ndarray[Any, np.dtype[np.int64]], rows: _RowView) -> list[Failure]:
-    """One failure per duplicated (symbol, session), with the number of rows sharing it."""
+def _duplicate_failures(
+    row_positions: np.ndarray[Any, np.dtype[np.int64]], rows: _RowView, cap: int
+) -> tuple[list[Failure], int]:
+    """One failure per duplicated (symbol, session), with the number of rows sharing it: the first
+    `cap` of them, and how many there are."""
     counts: dict[tuple[str | None, str | None], int] = {}
     for row in row_positions.tolist():
         key = rows.where(row)
         counts[key] = counts.get(key, 0) + 1
-    return [
+    failures = [
         Failure("duplicate_session", "schema", sym, sess, f"{n} rows for the same session", n)
-        for (sym, sess), n in counts.items()
+        for (sym, sess), n in list(counts.items())[:cap]
     ]
+    return failures, len(counts)
 
 
 def _column_failure(check: str, raw: str, col: str | None, case: object) -> Failure:
