@@ -17,7 +17,11 @@ Measured in one process, in this order:
      symbol, to show what batching buys for the whole gate;
   5. ingest (csv source, a temporary data dir): a full 20-year ingest, then an incremental one
      adding the last 5 sessions, each repeat on a fresh copy of the stored state;
-  6. a one-shot `tradeflow validate` process for one symbol (what a person waits for).
+  6. a one-shot `tradeflow validate` process for one symbol (what a person waits for);
+  7. hostile input (RELIABILITY G5): a ~200 MB SPY CSV full of failing rows, as fresh processes with
+     their peak RSS: `validate` refused by the default size limit, then `validate` and `ingest` with
+     the limit raised (report size, quarantine, leftover temporary folders), beside the 20-year
+     real file.
 
 Speed goals are reported here, never asserted as wall-clock limits in tests (house rule).
 """
@@ -393,6 +397,99 @@ def bench_cli(data: BenchData, workdir: Path, repeat: int) -> dict[str, Any] | N
     return {"command": " ".join([*cmd, "--json"]), "wall": Stat.of(runs)}
 
 
+# -- hostile input (RELIABILITY G5) ------------------------------------------------------------------
+
+# Runs a command as its child and prints the child's peak RSS (KiB): ru_maxrss of RUSAGE_CHILDREN is
+# the largest waited-for child, so a fresh wrapper per measurement isolates each run.
+_RSS_WRAPPER = (
+    "import resource, subprocess, sys; p = subprocess.run(sys.argv[1:]); "
+    "sys.stderr.write(f'\\nMAXRSS_KIB={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}\\n'); "
+    "sys.exit(p.returncode)"
+)
+
+
+def write_hostile_csv(data_dir: Path, path: Path, megabytes: float) -> int:
+    """A Yahoo-style SPY CSV of about `megabytes`: the real file's 32 years repeated, so every session
+    is duplicated, with every 10th row high < low, every 7th a negative volume, every 13th close
+    `null`. Returns the row count."""
+    raw = pd.read_csv(data_dir / "SPY.csv", dtype=str)
+    per_row = len(raw.to_csv(index=False).encode()) / len(raw)
+    reps = int(megabytes * 2**20 / per_row) // len(raw) + 1
+    big = pd.concat([raw] * reps, ignore_index=True)
+    big.loc[::10, "High"] = (big.loc[::10, "Low"].astype(float) - 1.0).map("{:.6f}".format)
+    big.loc[::7, "Volume"] = "-5"
+    big.loc[::13, "Close"] = "null"
+    big.to_csv(path, index=False)
+    return len(big)
+
+
+def _measured(cmd: Sequence[str], env: dict[str, str]) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", _RSS_WRAPPER, *cmd], capture_output=True, text=True, env=env, cwd=REPO, check=False
+    )
+    wall = time.perf_counter() - t0
+    err, _, rss = proc.stderr.rpartition("MAXRSS_KIB=")
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    return {
+        "command": " ".join(cmd),
+        "exit": proc.returncode,
+        "wall_s": wall,
+        "peak_rss_mib": int(rss.strip() or 0) / 1024,
+        "stdout_bytes": len(proc.stdout.encode()),
+        "stderr_first_line": lines[0][:200] if lines else "",
+    }
+
+
+def bench_hostile(data: BenchData, data_dir: Path, workdir: Path, megabytes: float) -> dict[str, Any]:
+    """`tradeflow validate` and `ingest` on a ~200 MB hostile file, each a fresh process with its peak
+    memory: refused by the default size limit, then gated with the limit raised; beside the 20-year
+    real file, in the same run."""
+    exe = Path(sys.executable).parent / "tradeflow"
+    hostile = workdir / "hostile" / "SPY.csv"
+    hostile.parent.mkdir(parents=True)
+    t0 = time.perf_counter()
+    rows = write_hostile_csv(data_dir, hostile, megabytes)
+    out: dict[str, Any] = {"rows": rows, "bytes": hostile.stat().st_size, "build_s": time.perf_counter() - t0}
+    real = workdir / "real"
+    write_csvs(data.frames(1), real)
+    as_of = str(data.last.date())
+    env = os.environ | {"GX_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "TRADEFLOW_DATA_DIR": str(workdir / "d")}
+    raised = env | {"TRADEFLOW_QUALITY__MAX_INPUT_BYTES": str(4 * 2**30)}
+    validate = [str(exe), "validate", "--symbol", "SPY", "--as-of", as_of, "--json"]
+    out["real_20y"] = _measured([*validate, str(real / "SPY.csv")], env)
+    out["rejected"] = _measured([*validate, str(hostile)], env)
+    out["validate_raised"] = _measured([*validate, str(hostile)], raised)
+    ingest = [str(exe), "ingest", "--source", "csv", "--path", str(hostile.parent), "--symbols", "SPY"]
+    out["ingest_raised"] = _measured([*ingest, "--end", as_of, "--now", NOW.isoformat(), "--json"], raised)
+    reports = sorted((workdir / "d" / "reports" / "quality").glob("*.json"))
+    out["ingest_report_bytes"] = max((p.stat().st_size for p in reports), default=0)
+    quarantine = workdir / "d" / "quarantine"
+    out["quarantine_entries"] = sorted(p.name for p in quarantine.iterdir()) if quarantine.is_dir() else []
+    out["leftover_temp"] = [p for p in out["quarantine_entries"] if p.startswith(".tmp")]
+    return out
+
+
+def _hostile_lines(h: dict[str, Any]) -> list[str]:
+    rows = [
+        ("real SPY, 20 years, validate", h["real_20y"]),
+        (f"hostile {h['bytes'] / 2**20:.0f} MiB, validate, default limit", h["rejected"]),
+        ("hostile, validate, limit raised", h["validate_raised"]),
+        ("hostile, ingest (gate + quarantine), limit raised", h["ingest_raised"]),
+    ]
+    table = [
+        (name, [str(r["exit"]), _secs(r["wall_s"]), f"{r['peak_rss_mib']:,.0f}", f"{r['stdout_bytes']:,}"])
+        for name, r in rows
+    ]
+    lines = _table(f"hostile input, {h['rows']:,} rows (G5)", ["exit", "wall", "peak RSS MiB", "stdout bytes"], table)
+    lines.append(f"refusal: {h['rejected']['stderr_first_line']}")
+    lines.append(
+        f"ingest report JSON {h['ingest_report_bytes']:,} bytes; quarantine {h['quarantine_entries']}; "
+        f"leftover temporary folders: {len(h['leftover_temp'])}"
+    )
+    return lines
+
+
 # -- machine and output ----------------------------------------------------------------------------
 
 
@@ -481,6 +578,8 @@ def render(results: dict[str, Any]) -> str:
     if cli:
         wall = cli["wall"].cell()
         lines += ["", f"one-shot process, `tradeflow validate` on 1 symbol: {wall} wall, imports included"]
+    if results.get("hostile"):
+        lines += ["", *_hostile_lines(results["hostile"])]
     lines += [
         "",
         f"load average at end {results['load_average_at_end'][0]:.2f}; whole benchmark {_secs(results['elapsed_s'])}",
@@ -519,6 +618,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ingest-repeat", type=int, default=3, help="incremental ingest runs (default 3)")
     p.add_argument("--no-ingest", action="store_true", help="skip the ingest benchmark")
     p.add_argument("--no-cli", action="store_true", help="skip the one-shot `tradeflow validate` process")
+    p.add_argument(
+        "--hostile-mb", type=float, default=200.0, help="size of the hostile file (G5); 0 skips it (default 200)"
+    )
     args = p.parse_args(argv)
     if args.repeat < 1 or args.ingest_repeat < 1:
         p.error("--repeat and --ingest-repeat must be >= 1")
@@ -574,6 +676,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("timing one-shot `tradeflow validate` ...", file=sys.stderr)
         with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
             results["cli"] = bench_cli(data, Path(tmp), min(args.repeat, 3))
+
+    if args.hostile_mb > 0:
+        print(f"timing a {args.hostile_mb:g} MB hostile file ...", file=sys.stderr)
+        with tempfile.TemporaryDirectory(prefix="bench-hostile-") as tmp:
+            results["hostile"] = bench_hostile(data, args.data_dir, Path(tmp), args.hostile_mb)
 
     results["load_average_at_end"] = list(os.getloadavg())
     results["elapsed_s"] = time.perf_counter() - t_start

@@ -96,8 +96,8 @@ def _gate_failed(exc: DataQualityError, as_json: bool) -> NoReturn:
         for f in report.failures[:20]:
             where = " ".join(x for x in (f.symbol, f.session) if x)
             typer.echo(f"  - {f.check} {where}: {f.detail}", err=True)
-        if len(report.failures) > 20:
-            typer.echo(f"  ... and {len(report.failures) - 20} more", err=True)
+        if report.failure_count > 20:
+            typer.echo(f"  ... and {report.failure_count - 20} more", err=True)
         if exc.quarantined:
             typer.echo(f"quarantined: {exc.quarantined}", err=True)
     raise typer.Exit(EXIT_GATE)
@@ -152,7 +152,7 @@ def validate(
     expected = as_of_day if as_of_day is not None else cal.last_completed_session(_now(None))
     if not cal.is_session(expected):
         expected = cal.previous_session(expected)
-    frame = read_bar_file(path, sym, cal)
+    frame = read_bar_file(path, sym, cal, max_bytes=settings.quality.max_input_bytes)
     symbols = tuple(sorted(frame["symbol"].unique())) if len(frame) else ((sym,) if sym else ())
     ctx = GateContext(
         calendar=cal,

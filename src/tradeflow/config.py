@@ -35,6 +35,9 @@ class IBSettings(BaseModel):
     timeout_s: float = 10.0
 
 
+DEFAULT_MAX_INPUT_BYTES = 100 * 2**20
+
+
 class QualitySettings(BaseModel):
     """Thresholds of the data-quality gate (the statistical ones live in expectations/*.json)."""
 
@@ -46,6 +49,9 @@ class QualitySettings(BaseModel):
     overlap_tolerance: float = Field(0.005, gt=0, lt=1)
     # Known real events that look like faults: expectations/known_events.json.
     known_events_file: Path | None = None
+    # Bar files larger than this are refused before they are read (G5): a 200 MB CSV of hostile rows
+    # took minutes and gigabytes. 100 MiB holds ~1.4 million Yahoo daily rows, centuries of one symbol.
+    max_input_bytes: int = Field(DEFAULT_MAX_INPUT_BYTES, ge=1)
 
 
 LIVE_CONFIRMATION = "I understand this trades real money"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -192,3 +194,83 @@ def test_an_earlier_start_back_fills_history_before_the_snapshot(settings, spy_2
     result = ingest(request(start="2023-01-03", end="2024-01-24"), settings, NOW)
     assert src.calls[0][1] == pd.Timestamp("2023-01-03")
     assert result.snapshots["SPY"].first_session == "2023-01-03"
+
+
+def test_g3_an_infinite_high_in_a_csv_fails_the_ingest_and_stores_nothing(capsys, settings, real_data, tmp_path):
+    from tradeflow.cli import EXIT_GATE, main
+
+    raw = pd.read_csv(real_data / "SPY.csv", dtype=str)
+    raw = raw[raw["Date"] >= "2023-01-03"]
+    raw.loc[raw["Date"] == "2024-01-10", "High"] = "inf"
+    raw.to_csv(tmp_path / "SPY.csv", index=False)
+    args = ["ingest", "--source", "csv", "--path", str(tmp_path), "--symbols", "SPY", "--start", "2023-01-03"]
+    code = main([*args, "--end", "2024-01-24", "--now", NOW.isoformat()])
+    err = capsys.readouterr().err
+    assert code == EXIT_GATE
+    assert "non_finite_value SPY 2024-01-10" in err
+    assert SnapshotStore(settings.snapshots_dir).symbols() == []
+
+
+# --- G6: racing ingests never move the current snapshot backwards silently ------------------------
+
+
+def _prepared(settings, end: str):
+    """An ingest planned, fetched and gated, not yet committed: the window in which another can commit."""
+    plan = plan_ingest(request(end=end), settings, NOW)
+    fetched = {it.symbol: ingest_mod.fetch_symbol(plan, it.symbol, settings) for it in plan.items}
+    return plan, ingest_mod.check_bars(plan, fetched, settings)
+
+
+def test_g6_an_older_ingest_committing_after_a_newer_one_leaves_the_newer_current_and_says_so(
+    settings, spy_2023, use_source
+):
+    use_source(RecordingSource(spy_2023))
+    older = _prepared(settings, "2024-01-10")
+    newer = _prepared(settings, "2024-01-24")
+    newer_result = ingest_mod.commit_bars(*newer, settings)
+    older_result = ingest_mod.commit_bars(*older, settings)
+    store = SnapshotStore(settings.snapshots_dir)
+    assert store.current("SPY") == newer_result.snapshots["SPY"]
+    assert store.current("SPY").last_session == "2024-01-24"
+    # The older snapshot is kept on record, not current, and the result says why.
+    assert older_result.snapshots["SPY"].digest in {s.digest for s in store.history("SPY")}
+    assert older_result.not_current == {"SPY"}
+    assert older_result.to_dict()["symbols"]["SPY"]["current"] is False
+    assert any("ends earlier" in n and "not current" in n for n in older_result.notes)
+    assert "NOT current" in older_result.summary_text()
+
+
+def test_g6_a_newer_ingest_committing_after_an_older_one_becomes_current_with_a_note(settings, spy_2023, use_source):
+    use_source(RecordingSource(spy_2023))
+    older = _prepared(settings, "2024-01-10")
+    newer = _prepared(settings, "2024-01-24")
+    ingest_mod.commit_bars(*older, settings)
+    result = ingest_mod.commit_bars(*newer, settings)
+    assert SnapshotStore(settings.snapshots_dir).current("SPY").last_session == "2024-01-24"
+    assert result.not_current == frozenset()
+    assert any("another ingest made snapshot" in n for n in result.notes)
+
+
+def test_the_quality_report_labels_stored_bars_as_the_snapshot_and_fetched_bars_as_the_source(
+    settings, spy_2023, use_source
+):
+    use_source(RecordingSource(spy_2023))
+    first = ingest(request(end="2024-01-10"), settings, NOW)
+    digest = first.snapshots["SPY"].digest[:12]
+    result = ingest(request(start=None, end="2024-01-24"), settings, NOW)
+    origins = [(o.origin, o.rows, o.first_session, o.last_session) for o in result.report.origins]
+    # 2024-01-04 .. 2024-01-10 are the re-fetched overlap: those bars are the provider's, fetched now.
+    assert origins == [
+        (f"stored snapshot {digest}", 252, "2023-01-03", "2024-01-03"),
+        ("recorded csv for SPY (fetched now)", 14, "2024-01-04", "2024-01-24"),
+    ]
+    assert f"| SPY | stored snapshot {digest} | 252 | 2023-01-03 | 2024-01-03 |" in result.report.to_markdown()
+    saved = json.loads(result.report_path.with_suffix(".json").read_text())
+    assert [o["origin"] for o in saved["origins"]] == [
+        f"stored snapshot {digest}",
+        "recorded csv for SPY (fetched now)",
+    ]
+    # Up to date: nothing was fetched, and the report must not say it came from the source.
+    again = ingest(request(start=None, end="2024-01-24"), settings, NOW)
+    assert [o.origin for o in again.report.origins] == [f"stored snapshot {again.snapshots['SPY'].digest[:12]}"]
+    assert "fetched now" not in again.summary_text()

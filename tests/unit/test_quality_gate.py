@@ -21,6 +21,7 @@ from tradeflow.data.quality import (
     raise_for_report,
     run_gate,
 )
+from tradeflow.data.quality.report import REPORT_FAILURES_PER_CHECK
 from tradeflow.data.sources.files import read_bar_file
 from tradeflow.errors import DataQualityError, DataStaleError
 
@@ -182,8 +183,11 @@ def test_d5_dividend_adjusted_close_against_the_stored_close_fails_the_overlap_c
     new[["open", "high", "low", "close"]] = new[["open", "high", "low", "close"]].mul(scale, axis=0)
     report = gate(new, as_of=last_session(new), stored=stored)
     assert not report.passed
-    sessions = {s for _, s in where(report, "overlap_mismatch")}
-    assert {"2022-01-03", "2022-06-01", "2022-12-01"} <= sessions
+    # Every overlapping session is counted; the report lists the first ones (bounded, G5).
+    assert report.counts() == {"overlap_mismatch": len(stored)}
+    sessions = sorted(s for _, s in where(report, "overlap_mismatch"))
+    assert sessions[0] == "2022-01-03"
+    assert len(sessions) == REPORT_FAILURES_PER_CHECK
     assert all(f.symbol == "SPY" and "stored" in f.detail for f in report.failures_for("overlap_mismatch"))
     assert {f.check for f in report.failures} == {"overlap_mismatch"}
 
@@ -388,3 +392,72 @@ def test_failures_in_the_report_are_failure_objects_in_layer_order(bars):
     report = gate(frame, as_of="2024-02-01")
     assert all(isinstance(f, Failure) for f in report.failures)
     assert [f.layer for f in report.failures] == ["schema", "calendar"]
+
+
+# --- G3: non-finite values, through the command a person runs ---------------------------------------
+
+
+@pytest.mark.parametrize(("column", "value"), [("High", "inf"), ("Low", "-inf"), ("Volume", "inf"), ("Close", "NaN")])
+def test_g3_validate_rejects_a_file_with_a_non_finite_price_or_volume(
+    capsys, real_data, tmp_path, data_dir, column, value
+):
+    from tradeflow.cli import EXIT_GATE, main
+
+    raw = pd.read_csv(real_data / "SPY.csv", dtype=str).iloc[-300:]
+    raw.loc[raw["Date"] == "2024-01-10", column] = value
+    path = tmp_path / "SPY.csv"
+    raw.to_csv(path, index=False)
+    code = main(["validate", str(path), "--as-of", "2024-01-24", "--json"])
+    payload = json.loads(capsys.readouterr().out)
+    assert code == EXIT_GATE
+    expected = "null_value" if value == "NaN" else "non_finite_value"
+    assert [(f["check"], f["session"], f["layer"]) for f in payload["failures"]] == [(expected, "2024-01-10", "schema")]
+
+
+# --- G5: mass failures give a bounded report with exact counts -------------------------------------
+
+
+def test_g5_mass_failures_are_all_counted_but_only_the_first_per_check_are_listed(bars, tmp_path):
+    frame = bars("SPY")
+    n = len(frame)
+    frame.loc[::2, "volume"] = -1.0  # 3,901 negative volumes (schema layer)
+    frame.loc[1::4, "high"] = frame.loc[1::4, "low"] - 1.0  # 1,950 high < low (schema, row checks)
+    frame.loc[2000:3999, "close"] = 100.0  # a 2,000-session run of one close (statistics layer, GX)
+    frame = pd.concat([frame, frame.iloc[:1500]], ignore_index=True)  # 1,500 duplicated sessions
+    report = gate(frame, as_of=last_session(frame))
+    counts = report.counts()
+    assert counts["negative_volume"] == len(range(0, n, 2)) + len(range(0, 1500, 2))
+    assert counts["high_below_low"] == len(range(1, n, 4)) + len(range(1, 1500, 4))
+    assert counts["duplicate_session"] == 1500
+    assert counts["stale_close_run"] > 1000  # past the statistics layer's own cap: counted, not built
+    assert not report.passed
+    per_check = pd.Series([f.check for f in report.failures]).value_counts()
+    assert per_check.max() == REPORT_FAILURES_PER_CHECK
+    assert report.failure_count == sum(counts.values())
+    assert len(report.to_json()) < 100_000
+    with pytest.raises(DataQualityError) as info:
+        raise_for_report(report, frame, tmp_path / "q")
+    assert (info.value.quarantined / "report.json").stat().st_size < 100_000
+    assert json.loads((info.value.quarantined / "report.json").read_text())["counts"] == counts
+
+
+def test_g5_a_quarantine_folder_left_by_a_killed_writer_is_removed_and_a_failed_write_leaves_none(
+    bars, tmp_path, monkeypatch
+):
+    import subprocess
+    import sys
+
+    import tradeflow.data.quality as quality
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / f".tmp-quarantine-{int(dead.stdout)}-abc").mkdir(parents=True)
+    report = gate(bars("SPY").iloc[:0], as_of="2024-01-24")
+
+    def disk_full(frame, folder):
+        (folder / "bars.parquet").write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(quality, "_write_frame", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        raise_for_report(report, bars("SPY").iloc[:0], tmp_path)
+    assert list(tmp_path.iterdir()) == []

@@ -56,6 +56,15 @@ def test_a_bad_value_is_reported_once_with_symbol_and_session(spy, column, value
     assert column in failures[0].detail
 
 
+@pytest.mark.parametrize("column", ["open", "high", "low", "close", "adj_close", "volume"])
+@pytest.mark.parametrize("value", [np.inf, -np.inf])
+def test_g3_an_infinite_price_or_volume_fails_as_non_finite_and_only_as_that(spy, column, value):
+    spy.loc[7, column] = value
+    failures = validate_schema(spy).failures
+    assert [(f.check, f.symbol, f.session) for f in failures] == [("non_finite_value", "SPY", day(spy, 7))]
+    assert column in failures[0].detail
+
+
 def test_non_positive_prices_name_each_offending_column(spy):
     spy.loc[7, ["low", "close"]] = [0.0, 0.0]
     details = {f.detail for f in validate_schema(spy).failures if f.check == "non_positive_price"}

@@ -92,6 +92,17 @@ def _canonical_name(name: object) -> str | None:
     return _ALIASES.get(key)
 
 
+def has_symbol_column(columns: Iterable[object]) -> bool:
+    """True when a vendor frame names its own symbols (a `symbol` or `ticker` column)."""
+    return any(_canonical_name(c) == "symbol" for c in columns)
+
+
+# Error messages below never quote what a file holds (RELIABILITY G7): a `.env` or
+# /proc/self/environ read as a CSV has secrets in its header and rows. They name the expected
+# columns, counts and row numbers instead.
+_SESSION_NAMES = "Date, Session, Timestamp, Datetime or Time"
+
+
 def _to_sessions(values: pd.Series) -> pd.Series:
     """Session labels: tz-aware stamps are read in New York time, then the time of day is dropped."""
     try:
@@ -99,8 +110,12 @@ def _to_sessions(values: pd.Series) -> pd.Series:
             ts = values
         else:
             ts = pd.to_datetime(values.astype("str"), format="mixed", errors="raise")
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"unparseable dates in the session column: {exc}") from exc
+    except (ValueError, TypeError, OverflowError):
+        # pandas' message quotes the offending value; say where it is instead.
+        parsed = pd.to_datetime(values.astype("str"), format="mixed", errors="coerce")
+        bad = np.flatnonzero(parsed.isna().to_numpy() & values.notna().to_numpy())
+        where = f" (first at data row {int(bad[0]) + 1})" if len(bad) else ""
+        raise InputError(f"unparseable dates in the session column: {len(bad)} value(s) are not dates{where}") from None
     if getattr(ts.dt, "tz", None) is not None:
         ts = ts.dt.tz_convert("America/New_York").dt.tz_localize(None)
     return ts.dt.normalize().astype("datetime64[ns]")
@@ -123,13 +138,21 @@ def normalize_bars(raw: pd.DataFrame, symbol: str | None = None) -> pd.DataFrame
             renamed[col] = canon
     frame = frame.rename(columns=renamed)[list(renamed.values())]
     if "session" not in frame.columns:
-        raise InputError(f"no date/session column among {list(raw.columns)[:10]}")
+        raise InputError(f"no date/session column (expected one named {_SESSION_NAMES})")
     out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
     out["session"] = _to_sessions(frame["session"]).to_numpy()
     if symbol is not None:
         out["symbol"] = check_symbol(symbol)
     elif "symbol" in frame.columns:
-        out["symbol"] = frame["symbol"].astype("str").str.upper().to_numpy()
+        named = frame["symbol"].astype("str").str.strip().str.upper()
+        bad = np.flatnonzero(~named.str.match(_SYMBOL_RE.pattern).to_numpy(dtype=bool))
+        if len(bad):
+            # Not echoed: a symbol column that is not symbols may be anything, secrets included.
+            raise InputError(
+                f"the symbol column holds {len(bad)} value(s) that are not valid symbols "
+                f"(first at data row {int(bad[0]) + 1})"
+            )
+        out["symbol"] = named.to_numpy()
     else:
         raise InputError("the frame has no symbol column and no symbol was given")
     out["symbol"] = out["symbol"].astype("str")

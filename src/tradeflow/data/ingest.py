@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from tradeflow.config import Settings
 from tradeflow.data.bars import concat_bars, empty_bars, parse_symbols, sort_bars
 from tradeflow.data.quality import GateContext, raise_for_report, run_gate
 from tradeflow.data.quality.known_events import KnownEvents
-from tradeflow.data.quality.report import QualityReport
+from tradeflow.data.quality.report import BarOrigin, QualityReport
 from tradeflow.data.sources import SOURCE_NAMES, BarSource, fetch_with_retry, make_source
 from tradeflow.data.store import SnapshotInfo, SnapshotStore, atomic_write_text
 from tradeflow.errors import EmptyDataError, InputError
@@ -93,6 +93,13 @@ class IngestResult:
     new_rows: dict[str, int]
     notes: list[str]
     report_path: Path | None
+    # Symbols whose new snapshot was stored but not made current: a newer one was committed meanwhile.
+    not_current: frozenset[str] = frozenset()
+
+    def origin(self, symbol: str) -> str:
+        """Where this symbol's bars came from: the stored snapshot, the source fetched now, or both."""
+        parts = [f"{o.origin}: {o.rows} bars" for o in self.report.origins if o.symbol == symbol]
+        return "; ".join(parts) or self.plan.item(symbol).description
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,12 +109,14 @@ class IngestResult:
             "symbols": {
                 sym: {
                     "description": self.plan.item(sym).description,
+                    "from": self.origin(sym),
                     "rows": info.rows,
                     "new_rows": self.new_rows.get(sym, 0),
                     "first_session": info.first_session,
                     "last_session": info.last_session,
                     "snapshot": info.digest,
                     "file": info.file,
+                    "current": sym not in self.not_current,
                 }
                 for sym, info in self.snapshots.items()
             },
@@ -123,8 +132,9 @@ class IngestResult:
             lines.append(
                 f"  {sym:<6} {info.rows:>6} bars  {info.first_session} .. {info.last_session}"
                 f"  (+{new} new)  snapshot {info.digest[:12]}"
+                + ("  (stored, NOT current)" if sym in self.not_current else "")
             )
-            lines.append(f"         {self.plan.item(sym).description}")
+            lines.append(f"         from {self.origin(sym)}")
         lines.append(f"  quality gate: {'PASSED' if self.report.passed else 'FAILED'} - {self.report.summary_line()}")
         lines.extend(f"  note: {n}" for n in self.notes)
         if self.report_path:
@@ -134,12 +144,12 @@ class IngestResult:
     def to_markdown(self) -> str:
         rows = "\n".join(
             f"| {s} | {i.rows} | {self.new_rows.get(s, 0)} | {i.first_session} | {i.last_session} "
-            f"| `{i.digest[:12]}` | {self.plan.item(s).description} |"
+            f"| `{i.digest[:12]}` | {self.origin(s)} |"
             for s, i in self.snapshots.items()
         )
         return (
             f"# Ingest: {self.plan.request.source}, as of {self.plan.as_of.date()}\n\n"
-            "| symbol | bars | new | first | last | snapshot | source |\n|---|---:|---:|---|---|---|---|\n"
+            "| symbol | bars | new | first | last | snapshot | from |\n|---|---:|---:|---|---|---|---|\n"
             f"{rows}\n\n" + "".join(f"- {n}\n" for n in self.notes)
         )
 
@@ -210,11 +220,19 @@ def fetch_symbol(
     return frame
 
 
+def _origin(symbol: str, origin: str, rows: pd.DataFrame) -> BarOrigin:
+    if rows.empty:
+        return BarOrigin(symbol, origin, 0, None, None)
+    first, last = (str(pd.Timestamp(rows["session"].agg(f)).date()) for f in ("min", "max"))
+    return BarOrigin(symbol, origin, len(rows), first, last)
+
+
 def _candidate(
     plan: IngestPlan, fetched: dict[str, pd.DataFrame], store: SnapshotStore
-) -> tuple[pd.DataFrame, pd.DataFrame | None, dict[str, int], list[str]]:
-    """Stored history + new rows per symbol; the stored rows the new ones overlap; counts; notes."""
-    parts, overlaps, new_rows, notes = [], [], {}, []
+) -> tuple[pd.DataFrame, pd.DataFrame | None, dict[str, int], list[str], list[BarOrigin]]:
+    """Stored history + new rows per symbol; the stored rows the new ones overlap; counts; notes;
+    and where each symbol's bars came from (the stored snapshot, or the source fetched now)."""
+    parts, overlaps, new_rows, notes, origins = [], [], {}, [], []
     for item in plan.items:
         new = fetched.get(item.symbol, empty_bars())
         if "empty_reason" in new.attrs:
@@ -225,21 +243,29 @@ def _candidate(
             sessions = ", ".join(sorted({str(d.date()) for d in new["session"][late]}))
             notes.append(f"{item.symbol}: dropped {int(late.sum())} bar(s) for unfinished session(s) {sessions}")
             new = new[~late].reset_index(drop=True)
+        fetched_now = f"{item.description} (fetched now)"
         stored = store.load(item.symbol) if item.stored is not None else None
-        if stored is None:
+        if stored is None or item.stored is None:
             parts.append(new)
             new_rows[item.symbol] = len(new)
+            origins.append(_origin(item.symbol, fetched_now, new))
             continue
+        from_store = f"stored snapshot {item.stored.digest[:12]}"
         if item.up_to_date or new.empty:
             parts.append(stored)
             new_rows[item.symbol] = 0
+            origins.append(_origin(item.symbol, from_store, stored))
             continue
         first_new = new["session"].min()
         overlaps.append(stored.loc[stored["session"] >= first_new])
-        parts.append(concat_bars([stored.loc[stored["session"] < first_new], new]))
+        kept = stored.loc[stored["session"] < first_new]
+        parts.append(concat_bars([kept, new]))
         new_rows[item.symbol] = int((new["session"] > stored["session"].max()).sum())
+        if len(kept):
+            origins.append(_origin(item.symbol, from_store, kept))
+        origins.append(_origin(item.symbol, fetched_now, new))
     overlap = concat_bars(overlaps) if overlaps else None
-    return concat_bars(parts), overlap, new_rows, notes
+    return concat_bars(parts), overlap, new_rows, notes, origins
 
 
 def check_bars(
@@ -248,7 +274,7 @@ def check_bars(
     """Run the quality gate on stored + new bars and write the report under data/reports/quality/."""
     cal = calendar or default_calendar()
     store = _store(settings)
-    frame, overlap, new_rows, notes = _candidate(plan, fetched, store)
+    frame, overlap, new_rows, notes, origins = _candidate(plan, fetched, store)
     reports = settings.reports_dir / "quality"
     ctx = GateContext(
         calendar=cal,
@@ -259,7 +285,9 @@ def check_bars(
         docs_dir=reports / "data_docs",
         symbols=plan.request.symbols,
     )
-    report = run_gate(frame, ctx)
+    # The report labels each symbol's bars by where they came from, not by the --source flag alone:
+    # a fault in stored history is not the provider's fault today.
+    report = replace(run_gate(frame, ctx), origins=tuple(origins))
     report.notes.extend(n for n in notes if n not in report.notes)
     stem = f"{plan.request.source}-{plan.as_of.date()}"
     atomic_write_text(reports / f"{stem}.md", report.to_markdown())
@@ -273,8 +301,22 @@ def commit_bars(plan: IngestPlan, gate: GateResult, settings: Settings) -> Inges
     raise_for_report(gate.report, gate.frame, settings.quarantine_dir)
     frame = sort_bars(gate.frame)
     per_symbol = {str(sym): rows.reset_index(drop=True) for sym, rows in frame.groupby("symbol", sort=False)}
-    snapshots = _store(settings).write_many(per_symbol, source=plan.request.source, created_at=plan.now.isoformat())
-    return IngestResult(plan, gate.report, snapshots, gate.new_rows, gate.notes, gate.report_path)
+    # Compare-and-swap against what was planned on: a concurrent ingest may have committed since (G6).
+    expected = {it.symbol: (it.stored.digest if it.stored else None) for it in plan.items}
+    commit = _store(settings).commit(
+        per_symbol, source=plan.request.source, created_at=plan.now.isoformat(), expected=expected
+    )
+    for note in commit.notes:
+        log.warning("ingest: %s", note)
+    return IngestResult(
+        plan,
+        gate.report,
+        commit.snapshots,
+        gate.new_rows,
+        [*gate.notes, *commit.notes],
+        gate.report_path,
+        not_current=frozenset(commit.not_current),
+    )
 
 
 def ingest(

@@ -1,6 +1,7 @@
 """The data-quality gate: three layers over a whole (multi-symbol) bar frame, one report.
 
-1. schema (pandera): types, nulls, price/volume ranges, OHLC algebra, uniqueness, order, strict columns;
+1. schema (pandera): types, nulls, infinities, price/volume ranges, OHLC algebra, uniqueness, order,
+   strict columns;
 2. statistics (Great Expectations): return outliers, stale closes, volume sanity, row counts;
 3. checks (pandas): NYSE completeness, freshness, split-like jumps, overlap with the stored snapshot.
 
@@ -32,7 +33,17 @@ from tradeflow.data.bars import frame_digest
 from tradeflow.data.quality import gx_layer
 from tradeflow.data.quality.checks import run_checks
 from tradeflow.data.quality.known_events import KNOWN_EVENTS_FILE, KnownEvent, KnownEvents, find_expectations_dir
-from tradeflow.data.quality.report import LAYERS, Failure, Layer, LayerOutcome, QualityReport
+from tradeflow.data.quality.report import (
+    LAYER_FAILURES_PER_CHECK,
+    LAYERS,
+    REPORT_FAILURES_PER_CHECK,
+    Failure,
+    Layer,
+    LayerOutcome,
+    QualityReport,
+    cap_failures,
+    merge_counts,
+)
 from tradeflow.data.quality.schema import validate_schema
 from tradeflow.errors import DataQualityError, DataStaleError
 
@@ -136,6 +147,7 @@ def run_gate(frame: pd.DataFrame, ctx: GateContext) -> QualityReport:
         ),
     ]
     failures: list[Failure] = []
+    unlisted: dict[str, int] = {}
     notes: list[str] = []
     timings: dict[str, float] = {}
     docs_path: str | None = None
@@ -143,22 +155,29 @@ def run_gate(frame: pd.DataFrame, ctx: GateContext) -> QualityReport:
         t0 = time.perf_counter()
         outcome = _guarded(name, fallback, fn)
         timings[name] = time.perf_counter() - t0
-        failures.extend(outcome.failures)
+        # A layer bounds the Failure objects it builds; this bounds any layer that does not.
+        listed, cut = cap_failures(outcome.failures, LAYER_FAILURES_PER_CHECK)
+        failures.extend(listed)
+        unlisted = merge_counts(unlisted, outcome.unlisted, cut)
         notes.extend(outcome.notes)
         timings.update(outcome.timings)
         docs_path = outcome.docs_path or docs_path
     kept, allowed = ctx.allow_list.partition(failures)
+    # Bounded report (G5): the first REPORT_FAILURES_PER_CHECK of each check listed, all counted.
+    listed, cut = cap_failures(sorted(kept, key=_order), REPORT_FAILURES_PER_CHECK)
+    unlisted = merge_counts(unlisted, cut)
     present = set(frame["symbol"].dropna().astype("str").unique()) if "symbol" in frame.columns else set()
     return QualityReport(
-        passed=not kept,
+        passed=not kept and not unlisted,
         rows=len(frame),
         symbols=tuple(sorted(present | set(ctx.symbols))),
         as_of=None if ctx.as_of is None else ctx.as_of.date().isoformat(),
-        failures=tuple(sorted(kept, key=_order)),
+        failures=tuple(listed),
         allowed=tuple(sorted(allowed, key=_order)),
         notes=notes,
         timings=timings,
         docs_path=docs_path,
+        unlisted=unlisted,
     )
 
 
@@ -182,6 +201,28 @@ def _write_frame(frame: pd.DataFrame, folder: Path) -> None:
         data.to_csv(folder / "bars.csv", index=False)
 
 
+_TMP_PREFIX = ".tmp-quarantine-"
+
+
+def _sweep_abandoned(quarantine_dir: Path) -> None:
+    """Remove temporary folders of quarantine writers that died mid-write (G5: a process killed for
+    memory cannot run its own clean-up). The folder names its writer's pid; a live writer's is kept."""
+    for tmp in quarantine_dir.glob(f"{_TMP_PREFIX}*"):
+        pid = tmp.name.removeprefix(_TMP_PREFIX).split("-", 1)[0]
+        if not pid.isdigit() or not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
 def quarantine(report: QualityReport, frame: pd.DataFrame, quarantine_dir: Path) -> Path:
     """Write frame + report (JSON, markdown) into quarantine_dir/<content hash>/, atomically.
 
@@ -190,10 +231,11 @@ def quarantine(report: QualityReport, frame: pd.DataFrame, quarantine_dir: Path)
     """
     quarantine_dir = Path(quarantine_dir)
     quarantine_dir.mkdir(parents=True, exist_ok=True)
+    _sweep_abandoned(quarantine_dir)
     final = quarantine_dir / f"bars-{_content_key(report, frame)}"
     if final.is_dir():
         return final
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-quarantine-", dir=quarantine_dir))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-", dir=quarantine_dir))
     try:
         _write_frame(frame, tmp)
         (tmp / "report.json").write_text(report.to_json(), encoding="utf-8")

@@ -28,15 +28,18 @@ import pandas as pd
 
 from tradeflow.data.bars import is_index_symbol
 from tradeflow.data.quality.checks import FloatArray, is_index_rows, ordered_bars, symbol_starts
-from tradeflow.data.quality.report import Failure, LayerOutcome
+from tradeflow.data.quality.report import LAYER_FAILURES_PER_CHECK, Failure, LayerOutcome
 
 log = logging.getLogger("tradeflow.data.quality")
 
 SUITE_FILES: Mapping[str, str] = {"equity": "daily_bars_equity.json", "index": "daily_bars_index.json"}
 ROW_ID_COLUMNS = ["symbol", "session"]
-# COMPLETE: every unexpected row, named by (symbol, session) rather than by a meaningless position.
+# SUMMARY: the exact count of unexpected rows, and the first LAYER_FAILURES_PER_CHECK of them named
+# by (symbol, session) rather than by a meaningless position. COMPLETE listed every row, which a
+# hostile file turns into millions of dicts (G5).
 RESULT_FORMAT: dict[str, Any] = {
-    "result_format": "COMPLETE",
+    "result_format": "SUMMARY",
+    "partial_unexpected_count": LAYER_FAILURES_PER_CHECK,
     "unexpected_index_column_names": ROW_ID_COLUMNS,
     "return_unexpected_index_query": False,
 }
@@ -62,6 +65,8 @@ def statistics_frame(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.to_numeric(bars[col], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
 
     close, volume = num("close"), num("volume")
+    # An infinite volume is the schema's finding (non_finite_value); as NaN it is not judged twice.
+    volume = np.where(np.isinf(volume), np.nan, volume)
     prev = np.roll(close, 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         log_return = np.log(close / prev)
@@ -224,7 +229,7 @@ def _build_docs(rt: _GxRuntime, docs_dir: Path, out: LayerOutcome) -> LayerOutco
         store.remove_key(key)
     out.timings["data_docs"] = time.perf_counter() - t0
     docs_path = str(urls.get(site, docs_dir / "index.html")).removeprefix("file://")
-    return LayerOutcome(out.failures, out.notes, out.timings, docs_path)
+    return LayerOutcome(out.failures, out.notes, out.timings, docs_path, out.unlisted)
 
 
 def _iso(value: object) -> str | None:
@@ -258,7 +263,8 @@ def _collect(result: Any, kind: str, needed: int, out: LayerOutcome) -> None:
             continue
         res = r.result or {}
         column = cfg.kwargs.get("column")
-        rows = res.get("unexpected_index_list") or []
+        rows = res.get("partial_unexpected_index_list") or []
+        total = int(res.get("unexpected_count") or len(rows))
         if column is None:  # table-level: the row count
             if not r.success:
                 observed = res.get("observed_value")
@@ -277,11 +283,13 @@ def _collect(result: Any, kind: str, needed: int, out: LayerOutcome) -> None:
                 out.failures.append(
                     Failure(check, "statistics", str(row.get("symbol")), _iso(row.get("session")), detail, v)
                 )
+            if total > len(rows):
+                out.unlisted[check] = out.unlisted.get(check, 0) + total - len(rows)
         elif rows:  # a warning, or a critical expectation that passed within its `mostly`
             label = f"warning {check}" if not critical else f"{check} tolerated (mostly={cfg.kwargs.get('mostly')})"
             examples = ", ".join(
                 f"{row.get('symbol')} {_iso(row.get('session'))} ({float(row.get(column)):.4g})"
                 for row in rows[:NOTE_EXAMPLES]
             )
-            more = f" +{len(rows) - NOTE_EXAMPLES} more" if len(rows) > NOTE_EXAMPLES else ""
-            out.notes.append(f"{label}: {len(rows)} {kind} bar(s) with {column} {rule}: {examples}{more}")
+            more = f" +{total - NOTE_EXAMPLES} more" if total > NOTE_EXAMPLES else ""
+            out.notes.append(f"{label}: {total} {kind} bar(s) with {column} {rule}: {examples}{more}")

@@ -24,6 +24,31 @@ FRESHNESS_CHECKS: frozenset[str] = frozenset({"stale"})
 # A person reads the markdown; past this many rows a table stops being read.
 MARKDOWN_FAILURE_ROWS = 50
 
+# Reports are bounded (G5: a 200 MB hostile file once produced a 516 MB JSON report): the report
+# lists at most this many failures per check, and counts every failure exactly (`counts`).
+REPORT_FAILURES_PER_CHECK = 20
+# A layer builds at most this many Failure objects per check and only counts the rest: enough for
+# the known-events allow-list (a few dozen events) to excuse what it knows before the report's cut.
+LAYER_FAILURES_PER_CHECK = 1000
+
+
+def cap_failures(failures: Sequence[Failure], per_check: int) -> tuple[list[Failure], dict[str, int]]:
+    """The first `per_check` failures of each check (order kept), and how many of each were cut."""
+    seen: Counter[str] = Counter()
+    kept: list[Failure] = []
+    for f in failures:
+        seen[f.check] += 1
+        if seen[f.check] <= per_check:
+            kept.append(f)
+    return kept, {check: n - per_check for check, n in seen.items() if n > per_check}
+
+
+def merge_counts(*parts: Mapping[str, int]) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for part in parts:
+        total.update(part)
+    return {k: v for k, v in total.items() if v}
+
 
 def _clean_value(value: object) -> float | str | None:
     """A JSON-safe scalar: NaN -> None, +-inf -> 'inf'/'-inf' (strict JSON has neither)."""
@@ -87,6 +112,36 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class BarOrigin:
+    """Where a run of one symbol's bars came from: the stored snapshot or a source fetched now."""
+
+    symbol: str
+    origin: str  # e.g. "stored snapshot 3f2a9c01b2d4" or "csv file data/SPY.csv (fetched now)"
+    rows: int
+    first_session: str | None
+    last_session: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "origin": self.origin,
+            "rows": self.rows,
+            "first_session": self.first_session,
+            "last_session": self.last_session,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BarOrigin:
+        return cls(
+            str(data["symbol"]),
+            str(data["origin"]),
+            int(data["rows"]),
+            data.get("first_session"),
+            data.get("last_session"),
+        )
+
+
+@dataclass(frozen=True)
 class LayerOutcome:
     """What one layer returns: its failures, notes for a person, and any extra timings."""
 
@@ -94,6 +149,8 @@ class LayerOutcome:
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     docs_path: str | None = None
+    # Failures per check found but not built as Failure objects (past LAYER_FAILURES_PER_CHECK).
+    unlisted: dict[str, int] = field(default_factory=dict)
 
 
 def _md_cell(text: object) -> str:
@@ -115,6 +172,11 @@ class QualityReport:
     notes: list[str] = field(default_factory=list)
     timings: Mapping[str, float] = field(default_factory=dict)
     docs_path: str | None = None
+    # Where the judged bars came from, per symbol (set by the ingest, which knows; empty for a file).
+    origins: tuple[BarOrigin, ...] = ()
+    # Failures per check that were counted but not listed (see REPORT_FAILURES_PER_CHECK); they are
+    # failures like the listed ones: a report with any is not passed.
+    unlisted: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def is_stale(self) -> bool:
@@ -122,8 +184,15 @@ class QualityReport:
         return any(f.check in FRESHNESS_CHECKS for f in self.failures)
 
     def counts(self) -> dict[str, int]:
-        """Failures per check, most frequent first."""
-        return dict(Counter(f.check for f in self.failures).most_common())
+        """Failures per check, listed or not, most frequent first."""
+        total = Counter(f.check for f in self.failures)
+        total.update(self.unlisted)
+        return dict(total.most_common())
+
+    @property
+    def failure_count(self) -> int:
+        """Every failure, listed or only counted."""
+        return len(self.failures) + sum(self.unlisted.values())
 
     def failures_for(self, check: str) -> list[Failure]:
         return [f for f in self.failures if f.check == check]
@@ -143,7 +212,7 @@ class QualityReport:
         head = f"{first.check}{' ' + where if where else ''}: {first.detail}"
         if len(head) > 160:
             head = head[:157] + "..."
-        return f"quality gate FAILED: {scope}; {len(self.failures)} failure(s) ({counts}); first: {head}"
+        return f"quality gate FAILED: {scope}; {self.failure_count} failure(s) ({counts}); first: {head}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -152,11 +221,14 @@ class QualityReport:
             "symbols": list(self.symbols),
             "as_of": self.as_of,
             "counts": self.counts(),
+            "listed_per_check": REPORT_FAILURES_PER_CHECK,
             "failures": [f.to_dict() for f in self.failures],
+            "unlisted": dict(self.unlisted),
             "allowed": [f.to_dict() for f in self.allowed],
             "notes": list(self.notes),
             "timings": {k: round(float(v), 6) for k, v in self.timings.items()},
             "docs_path": self.docs_path,
+            "origins": [o.to_dict() for o in self.origins],
         }
 
     def to_json(self) -> str:
@@ -174,6 +246,8 @@ class QualityReport:
             notes=[str(n) for n in data.get("notes", ())],
             timings={str(k): float(v) for k, v in data.get("timings", {}).items()},
             docs_path=data.get("docs_path"),
+            origins=tuple(BarOrigin.from_dict(o) for o in data.get("origins", ())),
+            unlisted={str(k): int(v) for k, v in data.get("unlisted", {}).items()},
         )
 
     def to_markdown(self) -> str:
@@ -185,13 +259,28 @@ class QualityReport:
             f"as of **{self.as_of or 'not judged'}**."
         )
         lines += ["", self.summary_line(), ""]
+        if self.origins:
+            lines += [
+                "## Where the bars came from",
+                "",
+                "| symbol | from | bars | first | last |",
+                "|---|---|---:|---|---|",
+            ]
+            lines += [
+                f"| {_md_cell(o.symbol)} | {_md_cell(o.origin)} | {o.rows} | {o.first_session or ''} | {o.last_session or ''} |"
+                for o in self.origins
+            ]
+            lines += [""]
         lines += self._counts_table()
         if self.failures:
             lines += ["", "## Failures", ""]
             lines += _failure_table(_spread(self.failures, MARKDOWN_FAILURE_ROWS))
-            hidden = len(self.failures) - MARKDOWN_FAILURE_ROWS
+            shown = min(len(self.failures), MARKDOWN_FAILURE_ROWS)
+            hidden = self.failure_count - shown
             if hidden > 0:
-                lines += ["", f"+{hidden} more (see the JSON report)"]
+                listed = len(self.failures) - shown
+                where = f"; {listed} more listed in the JSON report" if listed > 0 else ""
+                lines += ["", f"+{hidden} more (the counts above are exact{where})"]
         if self.allowed:
             lines += ["", "## Allowed known events", ""]
             lines += _failure_table(self.allowed, reason=True)
@@ -211,6 +300,9 @@ class QualityReport:
             per.setdefault((f.layer, f.check), [0, 0])[0] += 1
         for f in self.allowed:
             per.setdefault((f.layer, f.check), [0, 0])[1] += 1
+        layer_of = {f.check: f.layer for f in self.failures}
+        for check, n in self.unlisted.items():
+            per.setdefault((layer_of.get(check, "consistency"), check), [0, 0])[0] += n
         if not per:
             return ["No failures."]
         order = sorted(per, key=lambda k: (LAYERS.index(cast(Layer, k[0])), -per[k][0], k[1]))

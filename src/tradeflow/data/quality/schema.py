@@ -18,15 +18,13 @@ import pandera.pandas as pa
 from pandera import Check
 
 from tradeflow.data.bars import BAR_COLUMNS, PRICE_COLUMNS
-from tradeflow.data.quality.report import Failure, LayerOutcome
+from tradeflow.data.quality.report import LAYER_FAILURES_PER_CHECK, Failure, LayerOutcome
 
 # pandera's check labels -> the gate's check names (custom checks are labelled by their `error`).
 _CHECK_NAMES: dict[str, str] = {
     "column_in_dataframe": "missing_column",
     "column_in_schema": "unexpected_column",
     "not_nullable": "null_value",
-    "greater_than(0)": "non_positive_price",
-    "greater_than_or_equal_to(0)": "negative_volume",
     "multiple_fields_uniqueness": "duplicate_session",
 }
 _ROW_CHECKS = ("high_below_open_close", "low_above_open_close", "high_below_low", "session_out_of_order")
@@ -36,6 +34,13 @@ def _arr(df: pd.DataFrame, col: str) -> np.ndarray[Any, np.dtype[np.float64]]:
     return pd.to_numeric(df[col], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
 
 
+def _operand(df: pd.DataFrame, col: str) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """A column as an operand of the OHLC checks: an infinity is the non-finite check's finding,
+    so it is read as missing here (one fault, one failure), like a NaN."""
+    values = _arr(df, col)
+    return np.where(np.isinf(values), np.nan, values)
+
+
 def _mask(df: pd.DataFrame, bad: np.ndarray[Any, np.dtype[np.bool_]]) -> pd.Series:
     return pd.Series(~bad, index=df.index)
 
@@ -43,17 +48,17 @@ def _mask(df: pd.DataFrame, bad: np.ndarray[Any, np.dtype[np.bool_]]) -> pd.Seri
 # Comparisons with NaN are False, so `bad` rows are real violations; np.fmax ignores a NaN side, so
 # high < open is still caught when close is missing.
 def _high_below_open_close(df: pd.DataFrame) -> pd.Series:
-    high = _arr(df, "high")
-    return _mask(df, high < np.fmax(_arr(df, "open"), _arr(df, "close")))
+    high = _operand(df, "high")
+    return _mask(df, high < np.fmax(_operand(df, "open"), _operand(df, "close")))
 
 
 def _low_above_open_close(df: pd.DataFrame) -> pd.Series:
-    low = _arr(df, "low")
-    return _mask(df, low > np.fmin(_arr(df, "open"), _arr(df, "close")))
+    low = _operand(df, "low")
+    return _mask(df, low > np.fmin(_operand(df, "open"), _operand(df, "close")))
 
 
 def _high_below_low(df: pd.DataFrame) -> pd.Series:
-    return _mask(df, _arr(df, "high") < _arr(df, "low"))
+    return _mask(df, _operand(df, "high") < _operand(df, "low"))
 
 
 def _session_out_of_order(df: pd.DataFrame) -> pd.Series:
@@ -63,18 +68,39 @@ def _session_out_of_order(df: pd.DataFrame) -> pd.Series:
     return _mask(df, (sessions < previous).to_numpy(dtype=bool, na_value=False))
 
 
+# Column checks. pandera drops NaN before a column check (ignore_na), so NaN stays the not-null
+# check's finding. An infinity is its own fault (G3: `High=inf` used to pass `> 0` and reach the
+# store): it is `non_finite_value` only, so -inf is not also counted as a non-positive price.
+def _finite(s: pd.Series) -> pd.Series:
+    return pd.Series(~np.isinf(pd.to_numeric(s, errors="coerce").to_numpy(dtype="float64")), index=s.index)
+
+
+def _positive_or_infinite(s: pd.Series) -> pd.Series:
+    v = pd.to_numeric(s, errors="coerce").to_numpy(dtype="float64")
+    return pd.Series((v > 0) | np.isinf(v), index=s.index)
+
+
+def _non_negative_or_infinite(s: pd.Series) -> pd.Series:
+    v = pd.to_numeric(s, errors="coerce").to_numpy(dtype="float64")
+    return pd.Series((v >= 0) | np.isinf(v), index=s.index)
+
+
 @lru_cache(maxsize=1)
 def bar_schema() -> pa.DataFrameSchema:
     """The normalized bar frame's schema (data/bars.py), strict: a missing or extra column fails."""
 
+    finite = Check(_finite, error="non_finite_value")
+
     def price() -> pa.Column:
-        return pa.Column("float64", Check.gt(0), nullable=False)
+        return pa.Column("float64", [finite, Check(_positive_or_infinite, error="non_positive_price")], nullable=False)
 
     columns: dict[str, pa.Column] = {
         "session": pa.Column("datetime64[ns]", nullable=False),
         "symbol": pa.Column(str, nullable=False),
         **{c: price() for c in PRICE_COLUMNS},
-        "volume": pa.Column("float64", Check.ge(0), nullable=False),
+        "volume": pa.Column(
+            "float64", [finite, Check(_non_negative_or_infinite, error="negative_volume")], nullable=False
+        ),
     }
     assert tuple(columns) == BAR_COLUMNS  # the schema and the frame definition must not drift
     row_checks = [
@@ -141,11 +167,16 @@ def validate_schema(frame: pd.DataFrame) -> LayerOutcome:
     try:
         bar_schema().validate(data, lazy=True)
     except pa.errors.SchemaErrors as exc:
-        return LayerOutcome(failures=_failures(exc.failure_cases, data))
+        unlisted: dict[str, int] = {}
+        failures = _failures(exc.failure_cases, data, unlisted)
+        return LayerOutcome(failures=failures, unlisted=unlisted)
     return LayerOutcome()
 
 
-def _failures(cases: pd.DataFrame, data: pd.DataFrame) -> list[Failure]:
+def _failures(cases: pd.DataFrame, data: pd.DataFrame, unlisted: dict[str, int]) -> list[Failure]:
+    """Failure objects for at most LAYER_FAILURES_PER_CHECK rows per check; the rest are counted
+    into `unlisted` (a hostile file can fail millions of rows: G5)."""
+    cap = LAYER_FAILURES_PER_CHECK
     rows = _RowView(data)
     out: list[Failure] = []
     # factorize: mass failures yield millions of failure cases, and per-element Python is too slow.
@@ -163,16 +194,22 @@ def _failures(cases: pd.DataFrame, data: pd.DataFrame) -> list[Failure]:
     for check in dict.fromkeys(checks[indexed]):  # first-seen order
         sel = indexed & (checks == check)
         if check == "duplicate_session":
-            out.extend(_duplicate_failures(positions[sel & (columns == "session")], rows))
+            dups, total = _duplicate_failures(positions[sel & (columns == "session")], rows, cap)
+            out.extend(dups)
         elif check in _ROW_CHECKS:
             # A dataframe-level check reports its row once per column: one failure per row.
             hit = np.unique(positions[sel])
-            for row, detail in zip(hit.tolist(), rows.describe(check, hit), strict=True):
+            total = len(hit)
+            for row, detail in zip(hit[:cap].tolist(), rows.describe(check, hit[:cap]), strict=True):
                 sym, sess = rows.where(row)
                 out.append(Failure(check, "schema", sym, sess, detail, None))
         else:
-            for i in np.flatnonzero(sel):
+            chosen = np.flatnonzero(sel)
+            total = len(chosen)
+            for i in chosen[:cap]:
                 out.append(_row_failure(check, raw_checks[i], _column(columns[i]), values[i], int(positions[i]), rows))
+        if total > cap:
+            unlisted[check] = unlisted.get(check, 0) + total - cap
     return out
 
 
@@ -180,16 +217,20 @@ def _column(value: object) -> str | None:
     return None if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
 
 
-def _duplicate_failures(row_positions: np.ndarray[Any, np.dtype[np.int64]], rows: _RowView) -> list[Failure]:
-    """One failure per duplicated (symbol, session), with the number of rows sharing it."""
+def _duplicate_failures(
+    row_positions: np.ndarray[Any, np.dtype[np.int64]], rows: _RowView, cap: int
+) -> tuple[list[Failure], int]:
+    """One failure per duplicated (symbol, session), with the number of rows sharing it: the first
+    `cap` of them, and how many there are."""
     counts: dict[tuple[str | None, str | None], int] = {}
     for row in row_positions.tolist():
         key = rows.where(row)
         counts[key] = counts.get(key, 0) + 1
-    return [
+    failures = [
         Failure("duplicate_session", "schema", sym, sess, f"{n} rows for the same session", n)
-        for (sym, sess), n in counts.items()
+        for (sym, sess), n in list(counts.items())[:cap]
     ]
+    return failures, len(counts)
 
 
 def _column_failure(check: str, raw: str, col: str | None, case: object) -> Failure:
@@ -217,6 +258,8 @@ def _row_failure(check: str, raw: str, col: str | None, case: object, row: int, 
         detail = f"{col} {case!s} <= 0"
     elif check == "negative_volume":
         detail = f"volume {case!s} < 0"
+    elif check == "non_finite_value":
+        detail = f"{col} is {case!s} (not a finite number)"
     elif check == "wrong_dtype":
         detail = f"{col} holds {case!r}, which is not a number"
     else:

@@ -28,7 +28,7 @@ def make_source(
             raise InputError(f"--source {name} needs --path (a file or a directory of files)")
         from tradeflow.data.sources.files import FileSource
 
-        return FileSource(path, name, calendar)
+        return FileSource(path, name, calendar, max_bytes=settings.quality.max_input_bytes)
     if name == "yfinance":
         from tradeflow.data.sources.yahoo import YFinanceSource
 

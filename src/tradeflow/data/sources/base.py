@@ -93,7 +93,12 @@ def fetch_with_retry(
             delay = base_delay_s * 2 ** (attempt - 1)
             log.warning(
                 "%s: transient error for %s (attempt %d/%d), retrying in %.1fs: %s",
-                source.name, symbol, attempt, attempts, delay, exc,
+                source.name,
+                symbol,
+                attempt,
+                attempts,
+                delay,
+                exc,
             )
             sleep(delay)
     raise TransientSourceError("unreachable")  # pragma: no cover - the loop returns or raises

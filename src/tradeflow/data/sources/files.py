@@ -8,23 +8,62 @@ PATH is a file (one symbol, or a `symbol` column) or a directory holding one fil
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import pandas as pd
 
 from tradeflow.calendar import MarketCalendar, default_calendar
-from tradeflow.data.bars import normalize_bars
+from tradeflow.config import DEFAULT_MAX_INPUT_BYTES
+from tradeflow.data.bars import has_symbol_column, normalize_bars
 from tradeflow.data.sources.base import clip_range, drop_placeholder_rows, require_rows
 from tradeflow.errors import InputError, UnknownSymbolError
 
 _SUFFIXES = {"csv": (".csv",), "parquet": (".parquet", ".pq")}
 
 
-def _read_raw(path: Path) -> pd.DataFrame:
+def _check_file(path: Path, max_bytes: int | None) -> None:
+    """Refuse what must not be read at all, before reading a byte of it."""
     if not path.exists():
         raise InputError(f"file not found: {path}")
     if path.is_dir():
         raise InputError(f"{path} is a directory; give a file or use --symbols with a directory source")
+    if not path.is_file():
+        # A FIFO or a device (/dev/zero) would block or never end.
+        raise InputError(f"{path} is not a regular file")
+    size = path.stat().st_size
+    if max_bytes is not None and size > max_bytes:
+        raise InputError(
+            f"{path} is {size / 2**20:.1f} MiB, over the input limit of {max_bytes / 2**20:.1f} MiB "
+            "(TRADEFLOW_QUALITY__MAX_INPUT_BYTES raises it)"
+        )
+
+
+# pandas' C parser messages that carry positions only, re-worded from their numbers; any other
+# message is not repeated, since parser and decoder messages may quote the text they choke on (G7).
+_PARSER_MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)"), "expected {0} fields in line {1}, saw {2}"),
+    (re.compile(r"EOF inside string starting at row (\d+)"), "unterminated quoted field starting at row {0}"),
+)
+
+
+def _read_error(exc: Exception) -> str:
+    """Why a file could not be read, without quoting its content."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (undecodable byte at offset {exc.start})"
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    for pattern, template in _PARSER_MESSAGES:
+        match = pattern.search(str(exc))
+        if match:
+            return template.format(*match.groups())
+    if isinstance(exc, pd.errors.ParserError | csv.Error):
+        return "malformed CSV"
+    return f"not a readable bar file ({type(exc).__name__})"
+
+
+def _read_raw(path: Path, max_bytes: int | None = None) -> pd.DataFrame:
+    _check_file(path, max_bytes)
     try:
         if path.suffix.lower() in _SUFFIXES["parquet"]:
             return pd.read_parquet(path)
@@ -33,26 +72,40 @@ def _read_raw(path: Path) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise InputError(f"{path} is empty (not even a header line)") from None
     except (pd.errors.ParserError, UnicodeDecodeError, csv.Error, OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"cannot read {path}: {first}") from None
+        raise InputError(f"cannot read {path}: {_read_error(exc)}") from None
 
 
-def read_bar_file(path: str | Path, symbol: str | None = None, calendar: MarketCalendar | None = None) -> pd.DataFrame:
+def read_bar_file(
+    path: str | Path,
+    symbol: str | None = None,
+    calendar: MarketCalendar | None = None,
+    *,
+    max_bytes: int | None = DEFAULT_MAX_INPUT_BYTES,
+) -> pd.DataFrame:
     """A normalized frame from one file; may be empty (a header-only file is data the gate judges).
 
-    Yahoo's all-`null` rows on holidays are dropped (they are not sessions); the count is kept in
-    `frame.attrs["dropped_placeholders"]`.
+    A file with a symbol (or ticker) column names its own symbols: asked for `symbol`, it must hold
+    rows for it (G4), and only those rows are returned. Files over `max_bytes` are refused before
+    they are read (G5). Yahoo's all-`null` rows on holidays are dropped (they are not sessions);
+    the count is kept in `frame.attrs["dropped_placeholders"]`.
     """
     p = Path(path)
-    raw = _read_raw(p)
-    if symbol is None and not any(str(c).strip().lower() in ("symbol", "ticker") for c in raw.columns):
-        symbol = p.stem
+    raw = _read_raw(p, max_bytes)
+    named = has_symbol_column(raw.columns)
     try:
-        frame = normalize_bars(raw, symbol)
+        frame = normalize_bars(raw, None if named else (symbol or p.stem))
     except InputError as exc:
         raise InputError(f"{p}: {exc}") from None
-    if symbol is not None and "symbol" in frame.columns:
-        frame = frame.loc[frame["symbol"] == symbol.upper()].reset_index(drop=True)
+    del raw
+    if symbol is not None and named:
+        wanted = symbol.strip().upper()
+        mine = (frame["symbol"] == wanted).to_numpy(dtype=bool)
+        if len(frame) and not mine.any():
+            # Only valid tickers reach this point (normalize_bars refuses anything else), so naming them is safe.
+            found = sorted(frame["symbol"].unique())
+            names = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+            raise InputError(f"no rows for {wanted} in {p} (its symbol column names {names})")
+        frame = frame.loc[mine].reset_index(drop=True)
     frame, dropped = drop_placeholder_rows(frame, calendar or default_calendar())
     frame.attrs["dropped_placeholders"] = dropped
     frame.attrs["path"] = str(p)
@@ -62,7 +115,14 @@ def read_bar_file(path: str | Path, symbol: str | None = None, calendar: MarketC
 class FileSource:
     """Bars from CSV or Parquet files on disk."""
 
-    def __init__(self, path: str | Path, kind: str = "csv", calendar: MarketCalendar | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        kind: str = "csv",
+        calendar: MarketCalendar | None = None,
+        *,
+        max_bytes: int | None = DEFAULT_MAX_INPUT_BYTES,
+    ) -> None:
         if kind not in _SUFFIXES:
             raise InputError(f"unknown file kind {kind!r}; expected csv or parquet")
         self.name = kind
@@ -70,6 +130,7 @@ class FileSource:
         if not self.path.exists():
             raise InputError(f"path not found: {self.path}")
         self._calendar = calendar or default_calendar()
+        self._max_bytes = max_bytes
 
     @property
     def coverage_end(self) -> pd.Timestamp | None:
@@ -93,9 +154,7 @@ class FileSource:
 
     def fetch(self, symbol: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         path = self._file_for(symbol)
-        frame = read_bar_file(path, symbol, self._calendar)
-        if self.path.is_file() and frame.empty and len(_read_raw(path)):
-            raise UnknownSymbolError(f"{path} has no rows for {symbol}")
+        frame = read_bar_file(path, symbol, self._calendar, max_bytes=self._max_bytes)
         frame = clip_range(frame, start, end)
         require_rows(frame, self.name, symbol, start, end)
         return frame

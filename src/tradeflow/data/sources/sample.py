@@ -26,9 +26,7 @@ class _Bundle:
 
 _BUNDLES: dict[str, _Bundle] = {
     "SPY": _Bundle("arch.data.sp500", "S&P 500 index (^GSPC) daily bars from the arch package, a proxy for SPY"),
-    "QQQ": _Bundle(
-        "arch.data.nasdaq", "NASDAQ Composite (^IXIC) daily bars from the arch package, a proxy for QQQ"
-    ),
+    "QQQ": _Bundle("arch.data.nasdaq", "NASDAQ Composite (^IXIC) daily bars from the arch package, a proxy for QQQ"),
     "^VIX": _Bundle("arch.data.vix", "CBOE VIX closes from the arch package (open=high=low=close, no volume)"),
 }
 SAMPLE_END = pd.Timestamp("2018-12-31")
@@ -59,9 +57,7 @@ class SampleSource:
         try:
             return _BUNDLES[symbol]
         except KeyError:
-            raise UnknownSymbolError(
-                f"the sample source has no {symbol!r}; it serves {', '.join(_BUNDLES)}"
-            ) from None
+            raise UnknownSymbolError(f"the sample source has no {symbol!r}; it serves {', '.join(_BUNDLES)}") from None
 
     def _load(self, symbol: str) -> pd.DataFrame:
         if symbol not in self._cache:
