@@ -12,7 +12,7 @@ Everything runs in one process, each figure beside its reference measured in the
   3. learning quality, out of sample: both configs trained with the SAME timesteps on the SAME
      walk-forward folds of the sample data (train-spy's own load_dataset / plan_folds / train_model /
      evaluate_policy), several seeds, beside buy-and-hold on the same folds, with a paired comparison;
-  4. single-decision latency p50/p99: RLPolicyStrategy.decide(obs) and LoadedModel.act(obs) against
+  4. single-decision latency p50/p99: RLPolicyStrategy.act(obs) and LoadedModel.act(obs) against
      SB3's own path (VecNormalize.normalize_obs + model.predict), on the same artifact and observations;
   5. a 20-year rule backtest (features precomputed): backtest(strategy, features) for the five rules
      against a naive per-row pandas loop (`.iloc`) that must reproduce the same equity curve.
@@ -429,7 +429,7 @@ def bench_inference(artifact: Path, features: Features, mode: Mode) -> dict[str,
         "LoadedModel.act": model.act,
         "SB3 normalize_obs + predict": sb3_predict,
     }
-    ours = np.array([strategy.decide(o) for o in observations])
+    ours = np.array([strategy.act(o) for o in observations])
     theirs = np.array([sb3_predict(o) for o in observations])
     p50: dict[str, list[float]] = {k: [] for k in fns}
     p99: dict[str, list[float]] = {k: [] for k in fns}

@@ -43,7 +43,6 @@ sys.path.insert(0, str(ROOT))  # flows/ and tasks/ are not installed packages
 from tradeflow.bootstrap import gated_market_data  # noqa: E402
 from tradeflow.calendar import default_calendar  # noqa: E402
 from tradeflow.config import Settings, TradingSettings  # noqa: E402
-from tradeflow.core.decide import RuleDecider  # noqa: E402
 from tradeflow.core.tick import TickReport, TickRuntime, run_tick  # noqa: E402
 from tradeflow.data.sources.files import read_bar_file  # noqa: E402
 from tradeflow.execution.sim import SimBroker  # noqa: E402
@@ -86,7 +85,7 @@ def world(folder: Path, market_data: Callable[[Any], Features], price: Decimal) 
         broker=broker,
         ledger=Ledger(folder / "ledger.sqlite"),
         governor=RiskGovernor(RiskLimits()),
-        decider=lambda: RuleDecider(make_strategy(STRATEGY)),
+        decider=lambda: make_strategy(STRATEGY),
         market_data=market_data,
         strategy=STRATEGY,
         symbol="SPY",

@@ -16,17 +16,19 @@ import pandas as pd
 
 from tradeflow.calendar import default_calendar
 from tradeflow.config import Settings
-from tradeflow.core.decide import Book, Decider, PolicyDecider
 from tradeflow.core.safety import check_mode
 from tradeflow.core.tick import TickRuntime
 from tradeflow.data.ingest import IngestRequest, ingest
 from tradeflow.data.sources import SOURCE_NAMES
 from tradeflow.data.store import SnapshotStore
+from tradeflow.domain import Book, Position
 from tradeflow.errors import ConfigError, InputError, TradeflowError
 from tradeflow.execution.base import Broker
 from tradeflow.features import DEFAULT_SPEC, Features, FeatureSpec, features_for_live
 from tradeflow.ledger import Ledger
 from tradeflow.risk import RiskGovernor
+from tradeflow.rl.policy import RLPolicyStrategy
+from tradeflow.strategies import Strategy
 
 BROKER_NAMES = ("sim", "alpaca", "ib")
 
@@ -82,16 +84,16 @@ def open_ledger(settings: Settings) -> Ledger:
     return Ledger(settings.ledger_path, latch_path=settings.safety_latch_path)
 
 
-def make_decider(settings: Settings, name: str, ledger: Ledger | None = None, symbol: str = "") -> Decider:
+def make_tick_strategy(settings: Settings, name: str, ledger: Ledger | None = None, symbol: str = "") -> Strategy:
     """A rule reads its parameters from the governed learning store (defaults until a change is
     adopted; control/test values while an experiment runs); the champion is the registry's model."""
     if name != "champion":
-        from tradeflow.core.decide import GovernedRuleDecider
+        from tradeflow.core.decide import GovernedRule
         from tradeflow.learning import LearningStore
 
         last = (lambda: ledger.last_decision(name, symbol)) if ledger is not None else (lambda: None)
-        return GovernedRuleDecider(name, LearningStore(settings.learning_path), last_decision=last)
-    return PolicyDecider(load_champion(settings))
+        return GovernedRule(name, LearningStore(settings.learning_path), last_decision=last)
+    return RLPolicyStrategy(load_champion(settings), name="champion")
 
 
 def load_champion(settings: Settings) -> Any:
@@ -179,14 +181,14 @@ def build_tick_runtime(
 
     name = strategy or trading.strategy
     ledger = open_ledger(settings)
-    decider: Callable[[], Decider] = lambda: make_decider(settings, name, ledger, trading.symbol)  # noqa: E731
+    decider: Callable[[], Strategy] = lambda: make_tick_strategy(settings, name, ledger, trading.symbol)  # noqa: E731
     spec: Callable[[], FeatureSpec] | None = None
     if name == "champion":
         # Loaded once per tick, lazily (a closed market never loads it), for its features and its decision.
         model = functools.cache(lambda: load_champion(settings))
 
-        def decider() -> Decider:
-            return PolicyDecider(model())
+        def decider() -> Strategy:
+            return RLPolicyStrategy(model(), name="champion")
 
         def spec() -> FeatureSpec:
             try:
@@ -250,8 +252,10 @@ def champion_health(settings: Settings, ledger: Ledger, session: dt.date, live_w
     for d in decisions:
         row = int(np.searchsorted(np.asarray(features.sessions), np.datetime64(d.session), side="left")) - 1
         if row + 1 >= model.env_config.window:
-            book = Book(Decimal(int(np.sign(position))), Decimal(0), Decimal(1))
-            replayed[d.session] = PolicyDecider(model).target(features.slice(0, row + 1), book)
+            held = Position(trading.symbol, Decimal(int(np.sign(position))), Decimal(0))
+            book = Book({trading.symbol: held}, Decimal(1))
+            decision = RLPolicyStrategy(model, name="champion").decide(features.slice(0, row + 1), book)
+            replayed[d.session] = decision.weight(trading.symbol)
         position = d.target
     orders = {o.client_order_id: o for o in ledger.orders() if o.strategy == "champion"}
     fills = pd.DataFrame(

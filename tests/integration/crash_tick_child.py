@@ -23,7 +23,6 @@ from pathlib import Path
 import pandas as pd
 
 from tradeflow.calendar import default_calendar
-from tradeflow.core.decide import RuleDecider
 from tradeflow.core.tick import TickRuntime, run_tick
 from tradeflow.data.sources.files import read_bar_file
 from tradeflow.execution.sim import SimBroker
@@ -66,7 +65,7 @@ def main(argv: list[str]) -> int:
         broker=broker,
         ledger=ledger,
         governor=RiskGovernor(RiskLimits()),
-        decider=lambda: RuleDecider(make_strategy("buy_and_hold")),
+        decider=lambda: make_strategy("buy_and_hold"),
         market_data=lambda when: features,
         strategy=STRATEGY,
         symbol=SYMBOL,

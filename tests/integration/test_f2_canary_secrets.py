@@ -13,7 +13,6 @@ import requests
 from tests.contract.broker_fixtures import CANARY_KEY, CANARY_SECRET, FakeMonotonic, SteppingClock
 from tests.fixtures.recorded.alpaca_trading.paper_api import AlpacaPaperAPI
 from tradeflow.calendar import default_calendar
-from tradeflow.core.decide import RuleDecider
 from tradeflow.core.tick import TickRuntime, run_tick
 from tradeflow.data.sources.files import read_bar_file
 from tradeflow.execution.alpaca import AlpacaBroker, RequestRateLimiter
@@ -43,7 +42,7 @@ def test_f2_canary_keys_never_leak_through_faulty_ticks(tmp_path, real_data, cap
         broker=broker,
         ledger=ledger,
         governor=RiskGovernor(RiskLimits()),
-        decider=lambda: RuleDecider(make_strategy("buy_and_hold")),
+        decider=lambda: make_strategy("buy_and_hold"),
         market_data=lambda now: features,
         strategy="canary",
         symbol="SPY",

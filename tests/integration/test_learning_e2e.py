@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
-from tradeflow.core.decide import GovernedRuleDecider
+from tradeflow.core.decide import GovernedRule
 from tradeflow.core.replay import replay
 from tradeflow.data.sources.files import read_bar_file
 from tradeflow.features import DEFAULT_SPEC, Features, build_features
@@ -98,7 +98,7 @@ def reviewed(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
         cost=CostModel(),
         cash_buffer=0.02,
         workdir=work,
-        decider_factory=lambda ledger: GovernedRuleDecider(
+        decider_factory=lambda ledger: GovernedRule(
             STRATEGY, store, last_decision=lambda: ledger.last_decision(STRATEGY, "SPY"), factory=oracle
         ),
         after_close=after_close,

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.fixtures.strategies import FixedWeight
 from tradeflow.calendar import default_calendar
-from tradeflow.core.decide import Book
 from tradeflow.core.tick import TickRuntime, run_tick
 from tradeflow.data.sources.files import read_bar_file
 from tradeflow.execution.fake import FakeBroker
@@ -34,16 +34,6 @@ def features(real_data) -> Features:
     return features_for_live(spy, vix, DEFAULT_SPEC, session="2024-01-24")
 
 
-class Scripted:
-    name = "scripted"
-
-    def __init__(self) -> None:
-        self.weight = 0.0
-
-    def target(self, features: Features, book: Book) -> float:
-        return self.weight
-
-
 step = st.tuples(
     st.sampled_from([0.0, 0.5, 1.0, 1.0]),  # target weight
     st.floats(0.97, 1.03),  # price move since the last close
@@ -59,7 +49,7 @@ def test_random_streams_never_breach_limits_or_double_an_order(features, tmp_pat
     broker = FakeBroker(lambda: now["t"], unique_client_ids=False)
     close = Decimal(str(float(features.bars["close"].iloc[-1])))
     ledger = Ledger(tmp_path_factory.mktemp("tick") / "ledger.sqlite")
-    decider = Scripted()
+    decider = FixedWeight(0.0, name="scripted")  # the test sets its weight before each tick
     rt = TickRuntime(
         calendar=default_calendar(),
         broker=broker,

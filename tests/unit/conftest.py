@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 from tradeflow.calendar import default_calendar
-from tradeflow.core.decide import RuleDecider
 from tradeflow.core.tick import TickRuntime
 from tradeflow.data.sources.files import read_bar_file
 from tradeflow.execution.fake import FakeBroker
@@ -52,7 +51,7 @@ def world(tmp_path, live_features):
             broker=broker,
             ledger=ledger,
             governor=RiskGovernor(RiskLimits()),
-            decider=lambda: RuleDecider(make_strategy(strategy["name"])),
+            decider=lambda: make_strategy(strategy["name"]),
             market_data=lambda now: live_features,
             strategy="test",
             symbol="SPY",

@@ -9,13 +9,14 @@ from decimal import Decimal
 import pytest
 
 from tests.unit.conftest import OPEN_NOW
-from tradeflow.core.decide import Book, PolicyDecider
 from tradeflow.core.tick import run_tick
 from tradeflow.data.sources.files import read_bar_file
+from tradeflow.domain import Book
 from tradeflow.errors import InputError
 from tradeflow.features import DEFAULT_SPEC, build_features
 from tradeflow.rl.artifact import load_artifact, save_artifact
 from tradeflow.rl.config import EnvConfig, PPOConfig
+from tradeflow.rl.policy import RLPolicyStrategy
 from tradeflow.rl.train import train_ppo
 from tradeflow.sim import CostModel
 
@@ -63,12 +64,12 @@ def _champion(data_dir, artifact):
 
 
 def test_policy_refuses_features_of_another_spec_than_it_was_trained_on(artifact, bars):
-    decider = PolicyDecider(load_artifact(artifact))
+    decider = RLPolicyStrategy(load_artifact(artifact), name="champion")
     default = build_features(*bars, DEFAULT_SPEC)
     with pytest.raises(InputError, match="trained on feature spec"):
-        decider.target(default, Book(Decimal(0), Decimal(0), Decimal(100_000)))
+        decider.decide(default, Book.flat(Decimal(100_000)))
     own = build_features(*bars, OWN_SPEC)
-    assert decider.target(own, Book(Decimal(0), Decimal(0), Decimal(100_000))) in (0.0, 1.0)
+    assert decider.decide(own, Book.flat(Decimal(100_000))).weight("SPY") in (0.0, 1.0)
 
 
 def test_tick_builds_the_champions_own_feature_spec_and_decides(csv_trading, artifact):
@@ -91,7 +92,9 @@ def test_tick_given_other_features_than_the_champions_ends_no_model_and_sends_no
     _, broker, ledger, runtime, _ = world
     model = load_artifact(artifact)
     default = build_features(*bars, DEFAULT_SPEC)
-    report = run_tick(runtime(decider=lambda: PolicyDecider(model), market_data=lambda now: default), OPEN_NOW)
+    report = run_tick(
+        runtime(decider=lambda: RLPolicyStrategy(model, name="champion"), market_data=lambda now: default), OPEN_NOW
+    )
     assert report.status == "NO_MODEL"
     assert any("trained on feature spec" in a for a in report.alerts)
     assert broker.calls["submit"] == 0

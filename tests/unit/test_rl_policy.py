@@ -102,8 +102,8 @@ def test_decide_is_the_deterministic_action_of_the_loaded_model(table, model):
     strategy = RLPolicyStrategy(model)
     env = TradingEnv(table.market(), table.matrix(), CONFIG.env, CostModel())
     obs, _ = env.reset(seed=0)
-    assert strategy.decide(obs) == strategy.decide(obs.copy()) == int(model.predict(obs[None])[0])
-    assert strategy.decide(obs) in (0, 1, 2)
+    assert strategy.act(obs) == strategy.act(obs.copy()) == int(model.predict(obs[None])[0])
+    assert strategy.act(obs) in (0, 1, 2)
 
 
 def test_strategy_satisfies_the_strategy_protocol(model):
@@ -158,7 +158,7 @@ def test_policy_trained_on_built_features_backtests_to_its_env_equity(tmp_path, 
     obs, _ = env.reset(options={"start": window - 1})
     truncated = False
     while not truncated:
-        obs, _, _, truncated, _ = env.step(strategy.decide(obs))
+        obs, _, _, truncated, _ = env.step(strategy.act(obs))
     sim = simulate_targets(market, targets, CostModel(), capital=CONFIG.env.initial_capital)
     np.testing.assert_allclose(sim.equity[window - 1 :], env.equity_curve, rtol=1e-12)
 

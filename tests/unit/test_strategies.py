@@ -3,6 +3,8 @@ the sequential state machine, every rule is causal, and the registry validates n
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -168,3 +170,72 @@ def test_strategies_are_immutable():
 def test_missing_feature_column_is_a_clear_input_error():
     with pytest.raises(InputError, match="rsi_30"):
         make_strategy("rsi").targets(frame_of(macd=[0.0]))
+
+
+# --- one decision protocol (issue 10) -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def spy_features(real_data):
+    from tradeflow.data.sources.files import read_bar_file
+    from tradeflow.features import DEFAULT_SPEC, build_features
+
+    spy = read_bar_file(real_data / "SPY.csv", "SPY")
+    vix = read_bar_file(real_data / "VIX.csv", "^VIX")
+    return build_features(spy, vix, DEFAULT_SPEC)
+
+
+@pytest.mark.parametrize("name", strategy_names())
+def test_every_rule_decides_its_vectorised_last_target_with_its_params_and_spec(spy_features, name):
+    from decimal import Decimal
+
+    from tradeflow.domain import Book, Position
+
+    rule = make_strategy(name)
+    assert isinstance(rule, Strategy)
+    for cut in (300, 2_000, len(spy_features)):
+        features = spy_features.slice(0, cut)
+        held = Book({"SPY": Position("SPY", Decimal(10), Decimal(400))}, Decimal(100_000))
+        decision = rule.decide(features, held)
+        assert decision.weights == {"SPY": rule.targets(features)[-1]}
+        assert decision.session == pd.Timestamp(features.sessions[-1]).date()
+        assert decision.strategy == name
+        assert decision.spec_digest == features.spec.digest
+        assert dict(decision.params) == {
+            k: float(v) for k, v in rule.model_dump().items() if isinstance(v, int | float) and not isinstance(v, bool)
+        }
+        assert decision == rule.decide(features, Book.flat())  # a rule's decision never reads the book
+
+
+def test_the_policys_live_decision_from_a_flat_book_equals_its_backtest_target(spy_features):
+    """Where the backtest rollout is flat before the last row, the live decision from a flat book sees
+    the very observation the rollout saw: the two paths must agree (one decision path)."""
+    from decimal import Decimal
+
+    from tradeflow.domain import Book
+    from tradeflow.rl.artifact import load_artifact, save_artifact
+    from tradeflow.rl.config import EnvConfig, PPOConfig
+    from tradeflow.rl.policy import RLPolicyStrategy
+    from tradeflow.rl.train import train_ppo
+    from tradeflow.sim import CostModel
+
+    config = PPOConfig(env=EnvConfig(window=4, episode_length=64), total_timesteps=512, n_envs=4, n_steps=64,
+                       batch_size=128, n_epochs=2, net_arch=(16, 16))  # fmt: skip
+    spec = spy_features.spec
+    trained = train_ppo(spy_features.market(), spy_features.matrix(), (0, 300), config, CostModel(), seed=7)
+    path = save_artifact(
+        Path(tempfile.mkdtemp()) / "m", trained, data_hash="t", feature_names=spec.names, feature_version=spec.version,
+        feature_hash=spec.digest, feature_params=spec.to_dict(),
+    )  # fmt: skip
+    policy = RLPolicyStrategy(load_artifact(path))
+    checked = 0
+    for cut in range(310, 500):
+        features = spy_features.slice(0, cut)
+        rollout = policy.targets(features)
+        if rollout[-2] != 0.0:
+            continue  # the rollout holds a position: its P&L input depends on the simulated fills
+        assert policy.decide(features, Book.flat(Decimal(100_000))).weight("SPY") == rollout[-1]
+        checked += 1
+        if checked == 5:
+            break
+    assert checked == 5

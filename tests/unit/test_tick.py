@@ -6,8 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from tests.fixtures.strategies import FixedWeight
 from tests.unit.conftest import LAST_SESSION, OPEN_NOW
-from tradeflow.core.decide import RuleDecider
 from tradeflow.core.tick import run_tick, stop_trading
 from tradeflow.data.sources.files import read_bar_file
 from tradeflow.domain import OrderStatus, TradingState
@@ -127,8 +127,7 @@ def test_e1_kill_switch_lets_a_closing_order_through(world):
     run_tick(runtime(), OPEN_NOW)
     stop_trading(ledger, "operator pressed stop", OPEN_NOW)
     # A flat target reduces the position: allowed through the kill switch (a "flatten").
-    flat = type("Flat", (), {"name": "flat", "targets": lambda self, f: [0.0] * len(f)})()
-    report = run_tick(runtime(decider=lambda: RuleDecider(flat)), OPEN_NOW + pd.Timedelta(minutes=10))
+    report = run_tick(runtime(decider=lambda: FixedWeight(0.0)), OPEN_NOW + pd.Timedelta(minutes=10))
     assert report.status == "TRADED", report.to_dict()
     assert report.trading_state == "HALTED"
     assert broker.positions().get("SPY") is None or broker.positions()["SPY"].qty == 0
@@ -317,7 +316,7 @@ def _registered_champion(data_dir, model_zip: bytes):
 def test_g8_a_damaged_champion_ends_the_tick_no_model_naming_the_file_and_sends_nothing(world, tmp_path, damage):
     import shutil
 
-    from tradeflow.bootstrap import make_decider
+    from tradeflow.bootstrap import make_tick_strategy
     from tradeflow.config import Settings
 
     _, broker, ledger, runtime, _ = world
@@ -336,7 +335,7 @@ def test_g8_a_damaged_champion_ends_the_tick_no_model_naming_the_file_and_sends_
     elif damage == "missing_version":
         shutil.rmtree(mv.path)
 
-    report = run_tick(runtime(decider=lambda: make_decider(settings, "champion")), OPEN_NOW)
+    report = run_tick(runtime(decider=lambda: make_tick_strategy(settings, "champion")), OPEN_NOW)
 
     assert report.status == "NO_MODEL"
     assert report.orders_sent == []

@@ -9,8 +9,8 @@ from decimal import Decimal
 import pandas as pd
 import pytest
 
+from tests.fixtures.strategies import FixedWeight
 from tests.unit.conftest import LAST_SESSION, OPEN_NOW
-from tradeflow.core.decide import RuleDecider
 from tradeflow.core.tick import run_tick
 from tradeflow.data.sources.files import read_bar_file
 from tradeflow.domain import OrderIntent, Side, TradingState
@@ -86,14 +86,13 @@ def test_ledger_and_broker_cash_agree_at_cent_precision_so_ticks_write_no_cash_a
     """Fills at four-decimal prices: the broker books cash in cents per fill; the ledger used to sum
     exact amounts (964.5688 against 964.57) and wrote an EXTERNAL cash adjustment every tick."""
     clock, broker, ledger, runtime, _ = world
-    flat = type("Flat", (), {"name": "flat", "targets": lambda self, f: [0.0] * len(f)})()
     broker.set_price("SPY", Decimal("481.2345"))
     run_tick(runtime(), OPEN_NOW)
     for minutes in (5, 10, 15):
         broker.set_price("SPY", Decimal("481.2345") + Decimal(minutes) / 1000)
         t = OPEN_NOW + pd.Timedelta(minutes=minutes)
         clock.now = t.to_pydatetime()
-        decider = (lambda: RuleDecider(make_strategy("buy_and_hold"))) if minutes == 10 else (lambda: RuleDecider(flat))
+        decider = (lambda: make_strategy("buy_and_hold")) if minutes == 10 else (lambda: FixedWeight(0.0))
         report = run_tick(runtime(decider=decider), t)
         assert report.status == "TRADED", report.to_dict()
     adjustments = [r for r in ledger.audit_rows() if r.kind == "external_adjustment" and "cash" in str(r.payload)]

@@ -45,7 +45,6 @@ import numpy as np
 import pandas as pd
 
 from tradeflow.calendar import MarketCalendar, default_calendar
-from tradeflow.core.decide import Decider, RuleDecider
 from tradeflow.core.tick import TickReport, TickRuntime, run_tick
 from tradeflow.errors import InputError
 from tradeflow.execution.sim import SimBroker
@@ -134,7 +133,7 @@ def _window(sessions: np.ndarray, start: DateLike, end: DateLike) -> tuple[int, 
 
 def replay(
     data: Features | LiveBars,
-    strategy: Strategy | Decider | None,
+    strategy: Strategy | None,
     start: DateLike,
     end: DateLike,
     *,
@@ -146,14 +145,14 @@ def replay(
     tick_time: dt.time = dt.time(9, 35),
     calendar: MarketCalendar | None = None,
     workdir: Path | None = None,
-    decider_factory: Callable[[Ledger], Decider] | None = None,
+    decider_factory: Callable[[Ledger], Strategy] | None = None,
     after_close: Callable[[dt.date, Ledger], None] | None = None,
 ) -> ReplayResult:
     """Replay `strategy` through `run_tick` over the sessions in [start, end] (inclusive).
 
     The ledger lives in `workdir` (kept, for inspection) or in a temporary folder (removed); the sim
     broker keeps its books in memory. Nothing here reads the wall clock.
-    `decider_factory` builds the decider from the replay's ledger (a governed rule reads its previous
+    `decider_factory` builds the strategy from the replay's ledger (a governed rule reads its previous
     decision there) and replaces `strategy`; `after_close(session, ledger)` runs after each session's
     close, as the daily learning review does after the real one.
     """
@@ -184,11 +183,11 @@ def replay(
     with tempfile.TemporaryDirectory(prefix="tradeflow-replay-") as tmp:
         ledger = Ledger((workdir or Path(tmp)) / "ledger.sqlite")
         if decider_factory is not None:
-            decider: Decider = decider_factory(ledger)
+            decider: Strategy = decider_factory(ledger)
         elif strategy is None:
             raise InputError("replay needs a strategy or a decider_factory")
         else:
-            decider = RuleDecider(strategy) if isinstance(strategy, Strategy) else strategy
+            decider = strategy
         try:
             for row in range(i0 + 1, i1):
                 now = _instant(sessions[row], tick_time)

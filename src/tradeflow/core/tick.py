@@ -23,9 +23,17 @@ from typing import Any
 import pandas as pd
 
 from tradeflow.calendar import MarketCalendar, to_utc
-from tradeflow.core.decide import Book, Decider
 from tradeflow.core.reconcile import UnknownBrokerHistory, reconcile
-from tradeflow.domain import OrderIntent, OrderStatus, Side, SubmitOutcome, TradingState, make_client_order_id
+from tradeflow.domain import (
+    Book,
+    Decision,
+    OrderIntent,
+    OrderStatus,
+    Side,
+    SubmitOutcome,
+    TradingState,
+    make_client_order_id,
+)
 from tradeflow.errors import (
     BrokerUnavailable,
     DataQualityError,
@@ -41,6 +49,7 @@ from tradeflow.features import Features, FeaturesStaleError
 from tradeflow.features.schema import FeatureError
 from tradeflow.ledger import DecisionRecord, Ledger, make_tick_key
 from tradeflow.risk import RiskContext, RiskGovernor, StateChange, mark_equity
+from tradeflow.strategies import Strategy
 
 log = logging.getLogger("tradeflow.tick")
 
@@ -63,7 +72,7 @@ class TickRuntime:
     broker: Broker
     ledger: Ledger
     governor: RiskGovernor
-    decider: Callable[[], Decider]  # loaded lazily: a closed-market tick never loads a model
+    decider: Callable[[], Strategy]  # loaded lazily: a closed-market tick never loads a model
     market_data: Callable[[pd.Timestamp], Features]  # gated features ending at the last completed session
     strategy: str
     symbol: str
@@ -116,20 +125,19 @@ def _last(features: Features, column: str) -> float:
     return float(frame[column].iloc[-1]) if column in frame.columns and len(frame) else float("nan")
 
 
-def _decision(rt: TickRuntime, decider: Decider, features: Features, session: dt.date, weight: float) -> DecisionRecord:
-    """The decision and what it was made with: a governed decider says which parameters and which
-    experiment arm it used (`choice`); the regime (VIX, SMA-30 vs SMA-60 trend) is the features'."""
-    choice = getattr(decider, "choice", None)
+def _decision(rt: TickRuntime, decision: Decision, features: Features) -> DecisionRecord:
+    """The decision and what it was made with (parameters, experiment arm: the Decision says), and the
+    regime it saw (VIX, SMA-30 vs SMA-60 trend: the features')."""
     gap_long, gap_short = _last(features, "sma_60_gap"), _last(features, "sma_30_gap")
     trend = "" if math.isnan(gap_long) or math.isnan(gap_short) else ("up" if gap_long > gap_short else "down")
     return DecisionRecord(
         rt.strategy,
         rt.symbol,
-        session,
-        float(weight),
-        params=dict(getattr(choice, "params", {}) or {}),
-        arm=str(getattr(choice, "arm", "") or ""),
-        experiment_id=str(getattr(choice, "experiment_id", "") or ""),
+        decision.session,
+        decision.weight(rt.symbol),
+        params=dict(decision.params),
+        arm=decision.arm,
+        experiment_id=decision.experiment_id,
         vix=_last(features, "vix"),
         trend=trend,
     )
@@ -249,19 +257,20 @@ def run_tick(rt: TickRuntime, now: Any) -> TickReport:
         report.notes.append(f"equity marked at {rt.symbol} {close}: {equity} (broker's mark {book.account.equity})")
     report.equity = str(equity)
     try:
-        decider = rt.decider()
+        strategy = rt.decider()
     except LookupError as exc:  # e.g. no champion model registered yet: nothing to trade on
         report.status, report.notes = "NO_MODEL", [*report.notes, str(exc)]
         if isinstance(exc, TradeflowError):  # a champion that exists but cannot be loaded needs a person
             report.alerts.append(f"champion unusable, not trading: {exc}")
         return _finish(rt, report, key, now_dt)
     try:
-        weight = decider.target(features, Book(shares, position.avg_price if position else Decimal(0), equity))
+        decided = strategy.decide(features, Book(book.positions, equity))
     except (InputError, FeatureError) as exc:  # e.g. a champion given other features than it was trained on
         report.status, report.alerts = "NO_MODEL", [*report.alerts, f"model cannot decide, not trading: {exc}"]
         return _finish(rt, report, key, now_dt)
+    weight = decided.weight(rt.symbol)
     report.target_weight = weight
-    rt.ledger.record_decision(_decision(rt, decider, features, session, weight), now_dt, run_id=rt.run_id)
+    rt.ledger.record_decision(_decision(rt, decided, features), now_dt, run_id=rt.run_id)
     investable = equity * (1 - Decimal(str(rt.cash_buffer)))
     target = _round_shares(Decimal(str(weight)) * investable / close) if close > 0 else Decimal(0)
     todays_orders = [o for o in rt.ledger.orders() if o.session == session]  # read once per tick

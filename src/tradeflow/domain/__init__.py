@@ -1,6 +1,8 @@
 """Stdlib-only value types of the trading path. Money and quantities crossing the broker boundary
 are Decimal; timestamps are tz-aware UTC datetimes; sessions are dates."""
 
+from tradeflow.domain.decisions import Book, Decision
+from tradeflow.domain.instruments import AssetClass, CalendarName, Instrument, Universe
 from tradeflow.domain.orders import (
     CASH_QUANTUM,
     Account,
@@ -20,8 +22,13 @@ from tradeflow.domain.orders import (
 __all__ = [
     "CASH_QUANTUM",
     "Account",
+    "AssetClass",
+    "Book",
     "BrokerOrder",
+    "CalendarName",
+    "Decision",
     "Execution",
+    "Instrument",
     "OrderIntent",
     "OrderStatus",
     "Position",
@@ -29,6 +36,7 @@ __all__ = [
     "SubmitOutcome",
     "SubmitResult",
     "TradingState",
+    "Universe",
     "make_client_order_id",
     "to_cents",
 ]

@@ -11,11 +11,13 @@ from __future__ import annotations
 from typing import Protocol
 
 import numpy as np
+import pandas as pd
 
+from tradeflow.domain import Book, Decision
 from tradeflow.errors import InputError
 from tradeflow.rl.artifact import LoadedModel
 from tradeflow.rl.config import EnvConfig
-from tradeflow.rl.env import N_POSITION_FEATURES, ObservationBuilder, TradingEnv, next_target
+from tradeflow.rl.env import N_POSITION_FEATURES, ObservationBuilder, TradingEnv, next_target, unrealised_pnl
 from tradeflow.sim import CostModel, MarketArrays
 
 
@@ -50,9 +52,42 @@ class RLPolicyStrategy:
     def name(self) -> str:
         return self._name
 
-    def decide(self, obs: np.ndarray) -> int:
+    def act(self, obs: np.ndarray) -> int:
         """One action (0 sell, 1 hold, 2 buy) for one raw observation."""
         return self.model.act(obs)
+
+    def decide(self, features: FeatureTable, book: Book) -> Decision:
+        """The live decision: the same observation the env builds (feature window, position, its
+        unrealised P&L), with the position taken from `book` (the broker's real one) rather than a
+        simulated rollout. Refuses features of another spec than the model was trained on: it would
+        otherwise decide on misaligned columns without an error."""
+        spec = getattr(features, "spec", None)
+        trained, digest = self.model.feature_names, self.model.feature_hash
+        given = tuple(getattr(spec, "names", ()))
+        given_digest = str(getattr(spec, "digest", ""))
+        if given != trained or (digest is not None and given_digest != digest):
+            raise InputError(
+                f"the model was trained on feature spec {str(digest)[:12]} ({len(trained)} columns) but was "
+                f"given spec {given_digest[:12]} ({len(given)} columns): not deciding on other features"
+            )
+        matrix = np.asarray(features.matrix(), dtype=np.float32)
+        window = self.env_config.window
+        if len(matrix) < window:
+            raise InputError(f"the policy needs {window} feature rows, got {len(matrix)}")
+        market = features.market()
+        symbol = str(getattr(features, "symbol", ""))
+        held = book.position(symbol)
+        close = float(market.close[-1])
+        current = 0.0 if held.qty == 0 or book.equity <= 0 else float(np.sign(float(held.qty)))
+        pnl = unrealised_pnl(float(held.qty), float(held.avg_price), close) if held.qty else 0.0
+        obs = ObservationBuilder(matrix[-window:], window).observation(window - 1, current, pnl)
+        target = next_target(self.act(obs), current, self.env_config.allow_short)
+        return Decision(
+            strategy=self.name,
+            session=pd.Timestamp(market.sessions[-1]).date(),
+            weights={symbol: float(target)},
+            spec_digest=given_digest,
+        )
 
     def targets(self, features: FeatureTable) -> np.ndarray:
         """Target weight per row, decided after that row's close from rows <= t and the book so far.
@@ -68,18 +103,18 @@ class RLPolicyStrategy:
             return out
         if n == window:  # one observable row and no next open: a single decision from a flat book
             obs = ObservationBuilder(matrix, window).observation(n - 1, 0.0, 0.0)
-            out[-1] = next_target(self.decide(obs), 0.0, short)
+            out[-1] = next_target(self.act(obs), 0.0, short)
             return out
         config = self.env_config.model_copy(update={"episode_length": n})
         env = TradingEnv(market, matrix, config, self.cost, start_range=(window - 1, window))
         obs, info = env.reset(options={"start": window - 1})
         for row in range(window - 1, n - 1):
-            obs, _, terminated, _, info = env.step(self.decide(obs))
+            obs, _, terminated, _, info = env.step(self.act(obs))
             out[row] = info["target"]
             if terminated:  # the book is ruined: nothing left to trade with
                 return out
         # The last row's decision has no next open in the data yet: it is what a live tick trades.
-        out[-1] = next_target(self.decide(obs), float(info["target"]), short)
+        out[-1] = next_target(self.act(obs), float(info["target"]), short)
         return out
 
     def _check_inputs(self, features: FeatureTable, matrix: np.ndarray) -> None:

@@ -1,6 +1,14 @@
-"""Strategies: one protocol (features -> target weights) for rules, the RL policy and ensembles."""
+"""Strategies: one protocol (features + book -> Decision, and its vectorised targets) for rules, the RL
+policy and the governed rules of the learning loop."""
 
-from tradeflow.strategies.base import Strategy, StrategyFactory, make_strategy, strategy_names
+from tradeflow.strategies.base import (
+    Strategy,
+    StrategyFactory,
+    decision_from_targets,
+    make_strategy,
+    numeric_params,
+    strategy_names,
+)
 from tradeflow.strategies.rules import BuyAndHold, MacdRule, MeanReversionRule, RsiRule, SmaCrossover, latch
 
 __all__ = [
@@ -11,7 +19,9 @@ __all__ = [
     "SmaCrossover",
     "Strategy",
     "StrategyFactory",
+    "decision_from_targets",
     "latch",
     "make_strategy",
+    "numeric_params",
     "strategy_names",
 ]

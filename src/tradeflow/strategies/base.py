@@ -1,18 +1,22 @@
-"""The Strategy protocol and the registry of rule strategies by name.
+"""The one Strategy protocol, and the registry of rule strategies by name.
 
-A strategy maps a feature frame to one target weight per row: the weight it wants to hold, decided
-after that row's close from rows <= t only. Execution (at the next open, with costs) belongs to
-`tradeflow.sim`, so the same targets drive a backtest, the RL parity check and a live tick.
+A strategy decides a `Decision` (target weights per instrument) after a session's close, from rows
+<= t only: `decide(features, book)` is what the live tick and the replay call, with the real book.
+`targets(features)` is the vectorised form a backtest needs: the weight per row, as the same object
+would decide it row by row. Execution (at the next open, with costs) belongs to `tradeflow.sim`, so
+the same object drives a backtest, the RL parity check and a live tick (issue 10: one decision path).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
+import pandas as pd
 from pydantic import ValidationError
 
+from tradeflow.domain import Book, Decision
 from tradeflow.errors import InputError
 
 if TYPE_CHECKING:
@@ -28,6 +32,34 @@ class Strategy(Protocol):
     def targets(self, features: Features) -> np.ndarray:
         """float64 target weight per row of `features.frame`, using rows <= t only for row t."""
         ...
+
+    def decide(self, features: Features, book: Book) -> Decision:
+        """The decision after the last row's close, against `book` (the broker's, in a tick)."""
+        ...
+
+
+def numeric_params(strategy: object) -> dict[str, float]:
+    """A rule's tunable numbers (booleans such as allow_short are switches, not tunable values)."""
+    dump = strategy.model_dump() if hasattr(strategy, "model_dump") else {}
+    return {k: float(v) for k, v in dump.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def decision_from_targets(
+    strategy: Strategy, features: Features, params: Mapping[str, float] | None = None, **context: str
+) -> Decision:
+    """The Decision a position-independent strategy makes: its vectorised target on the last row.
+    Rules use it, so a rule's live decision is its backtest's last target by construction."""
+    weights = np.asarray(strategy.targets(features), dtype=np.float64)
+    if len(weights) == 0:
+        raise InputError(f"strategy {strategy.name!r} has no feature rows to decide on")
+    return Decision(
+        strategy=strategy.name,
+        session=pd.Timestamp(features.sessions[-1]).date(),
+        weights={features.symbol: float(weights[-1])},
+        params=dict(params or {}),
+        spec_digest=features.spec.digest,
+        **context,
+    )
 
 
 StrategyFactory = Callable[..., Strategy]

@@ -14,8 +14,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tradeflow.errors import InputError
+from tradeflow.strategies.base import decision_from_targets, numeric_params
 
 if TYPE_CHECKING:
+    from tradeflow.domain import Book, Decision
     from tradeflow.features import Features
 
 
@@ -61,6 +63,13 @@ def latch(
 class _Rule(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     name: ClassVar[str]
+
+    def targets(self, features: Features) -> np.ndarray:
+        raise NotImplementedError
+
+    def decide(self, features: Features, book: Book) -> Decision:
+        # A rule's decision does not depend on the book: its last vectorised target, by construction.
+        return decision_from_targets(self, features, numeric_params(self))
 
 
 class BuyAndHold(_Rule):
