@@ -331,15 +331,19 @@ def backtest(
         strat: Any = RLPolicyStrategy(load_artifact(champ.path), cost=config.cost)
     else:
         strat = make_strategy(strategy)
-    result = run_backtest(strat, feats, config.cost, config.capital, start, end)
+    # The governor's limits apply as live: a curve that would have been HALTED is HALTED here too.
+    result = run_backtest(strat, feats, config.cost, config.capital, start, end, limits=settings.risk)
     metrics = to_jsonable(result.metrics)
+    breakers = [event.to_dict() for event in result.breakers]
     if as_json:
-        _emit(metrics)
+        _emit({**metrics, "breakers": breakers})
         return
     first, last = result.equity.index[0].date(), result.equity.index[-1].date()
     typer.echo(f"{strategy} on {feats.symbol} {first} .. {last}, net of costs, dividends included:")
     for key, value in metrics.items():
         typer.echo(f"  {key:<14} {value}")
+    for event in result.breakers:
+        typer.echo(f"  breaker: {event.breaker} -> {event.state} at the close of {event.session}: {event.detail}")
 
 
 @app.command()

@@ -9,6 +9,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tradeflow.backtest import METRIC_KEYS, backtest, evaluate_targets, to_jsonable, window_bounds
 from tradeflow.data.sources.files import read_bar_file
@@ -160,3 +162,49 @@ def test_bad_windows_and_targets_are_input_errors(spy):
         backtest(make_strategy("sma"), spy, start="someday")
     with pytest.raises(InputError, match="one value per session"):
         evaluate_targets(np.ones(3), spy.market())
+
+
+# --- the governor's breakers in a backtest (issue 10) ----------------------------------------------
+
+
+def test_the_drawdown_breaker_halts_a_backtest_where_live_would_and_blocks_re_entry(spy):
+    """SMA over 2007-2010 falls 20% below its peak at the close of 2008-09-17: from there live trading
+    is HALTED (only reducing orders), so the backtest may not re-enter either."""
+    from decimal import Decimal
+
+    from tradeflow.risk import RiskLimits
+
+    window = {"start": "2007-01-03", "end": "2010-12-31"}
+    free = backtest(make_strategy("sma"), spy, **window)
+    halted = backtest(make_strategy("sma"), spy, **window, limits=RiskLimits(max_drawdown=Decimal("0.2")))
+    [event] = halted.breakers
+    assert (event.session, event.breaker, event.state) == ("2008-09-17", "drawdown", "HALTED")
+    at = pd.Timestamp(event.session)
+    peak = free.equity[:at].cummax()
+    assert (peak[at] - free.equity[at]) / peak[at] >= 0.2  # the breach is real, on the free curve
+    assert ((peak[:at].iloc[:-1] - free.equity[:at].iloc[:-1]) / peak[:at].iloc[:-1]).max() < 0.2  # and the first
+    assert (halted.state[at:] == "HALTED").all()
+    assert (halted.state[: at - pd.Timedelta(days=1)] == "ACTIVE").all()
+    pd.testing.assert_series_equal(halted.equity[:at], free.equity[:at])  # nothing changes before it
+    after = halted.targets[at:].to_numpy()
+    assert (np.diff(np.abs(after)) <= 0).all()  # only reductions from the breaker on
+    assert halted.metrics["total_return"] != free.metrics["total_return"]  # re-entries were blocked
+    assert free.breakers == ()
+    assert free.state is None
+
+
+@given(
+    targets=st.lists(st.sampled_from([-1.0, -0.5, 0.0, 0.5, 1.0]), min_size=2, max_size=40),
+    data=st.data(),
+)
+def test_reduce_only_targets_never_grow_or_flip_after_the_breaker(targets, data):
+    from tradeflow.backtest.breakers import reduce_only_from
+
+    w = np.array(targets)
+    row = data.draw(st.integers(0, len(w) - 1))
+    out = reduce_only_from(w, row)
+    np.testing.assert_array_equal(out[:row], w[:row])
+    held = w[row - 1] if row > 0 else 0.0
+    path = np.concatenate(([held], out[row:]))
+    assert (np.diff(np.abs(path)) <= 0).all()
+    assert ((path * held) >= 0).all()  # never the other side of the held position

@@ -416,3 +416,20 @@ def test_g8_damaged_champion_pointer_is_one_line_naming_the_file(capsys, data_di
     for args in (("models", "list"), ("models", "show")):
         code, out, err = run(capsys, *args)
         assert_one_line_input_error(code, out, err, str(pointer))
+
+
+def test_backtest_json_reports_the_drawdown_breaker_beside_the_metric_keys(capsys, real_data, data_dir, monkeypatch):
+    from tradeflow.config import get_settings
+
+    monkeypatch.setenv("TRADEFLOW_RISK__MAX_DRAWDOWN", "0.2")
+    get_settings.cache_clear()
+    code, out, err = run(
+        capsys, "backtest", "--strategy", "sma", "--source", "csv", "--path", str(real_data),
+        "--start", "2007-01-03", "--end", "2010-12-31", "--json",
+    )  # fmt: skip
+    assert code == EXIT_OK, err
+    payload = json.loads(out)
+    assert set(payload) >= METRIC_KEYS
+    assert [(b["session"], b["breaker"], b["state"]) for b in payload["breakers"]] == [
+        ("2008-09-17", "drawdown", "HALTED")
+    ]

@@ -145,3 +145,20 @@ def test_runs_missing_a_fold_or_a_metric_are_refused():
         WalkForwardResults((runs[0], runs[0]))
     with pytest.raises(InputError, match="start positive"):
         RunResult("sma", 0, _metrics(), eq * 0)
+
+
+def test_a_breaker_event_is_listed_in_the_report_and_marked_on_the_equity_chart(results, tmp_path):
+    from dataclasses import replace
+
+    from tradeflow.backtest.breakers import BreakerEvent
+
+    at = SESSIONS[FOLDS[1].test_rows][5]
+    event = BreakerEvent(at.date().isoformat(), "drawdown", "HALTED", "drawdown 21.00% from peak 1.00 >= 20%")
+    runs = tuple(replace(r, breakers=(event,)) if (r.strategy, r.fold, r.seed) == ("ppo", 1, 2) else r
+                 for r in results.runs)  # fmt: skip
+    halted = render_walk_forward_report(WalkForwardResults(runs, FOLDS), tmp_path / "halted")
+    quiet = render_walk_forward_report(results, tmp_path / "quiet")
+    section = halted.markdown.read_text().split("## Risk breakers")[1].split("## Equity")[0]
+    assert f"| ppo | 1 | 2 | {at.date()} | drawdown | HALTED | drawdown 21.00%" in section
+    assert "None fired" in quiet.markdown.read_text().split("## Risk breakers")[1]
+    assert halted.equity_png.read_bytes() != quiet.equity_png.read_bytes()  # the red mark is drawn

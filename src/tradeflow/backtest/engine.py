@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from tradeflow.backtest.breakers import BreakerEvent, simulate_with_breakers
 from tradeflow.backtest.metrics import PERIODS_PER_YEAR, metrics_dict, simple_returns
 from tradeflow.errors import InputError
+from tradeflow.risk.limits import RiskLimits
 from tradeflow.sim import CostModel, Fill, MarketArrays, SimResult, simulate_targets
 
 if TYPE_CHECKING:
@@ -43,6 +45,8 @@ class BacktestResult:
     costs: dict[str, float]  # commission, fees, slippage, total (currency)
     metrics: dict[str, float]  # metrics_dict keys
     sim: SimResult  # the raw arrays, for parity checks against the RL env
+    breakers: tuple[BreakerEvent, ...] = ()  # the governor's breakers that fired (with `limits`)
+    state: pd.Series | None = None  # trading state at each close ("ACTIVE"/"HALTED"), with `limits`
 
 
 def window_bounds(sessions: np.ndarray, start: SessionLike | None, end: SessionLike | None) -> tuple[int, int]:
@@ -118,15 +122,24 @@ def evaluate_targets(
     name: str = "targets",
     n_trials: int = 1,
     trial_sharpe_variance: float = 0.0,
+    limits: RiskLimits | None = None,
 ) -> BacktestResult:
-    """Backtest a precomputed target sequence (one weight per row of `market`) over [start, end]."""
+    """Backtest a precomputed target sequence (one weight per row of `market`) over [start, end].
+
+    With `limits`, the risk governor's drawdown breaker applies as in live trading (breakers.py)."""
     w = np.asarray(targets, dtype=np.float64)
     if w.shape != (len(market),):
         raise InputError(f"{name}: targets must have one value per session ({len(market)}), got shape {w.shape}")
     i0, i1 = window_bounds(market.sessions, start, end)
     window = market.slice(i0, i1)
-    sim = simulate_targets(window, w[i0:i1], cost, capital)
     index = pd.DatetimeIndex(window.sessions, name="session")
+    events: tuple[BreakerEvent, ...] = ()
+    state = None
+    if limits is None:
+        sim = simulate_targets(window, w[i0:i1], cost, capital)
+    else:
+        sim, events, states = simulate_with_breakers(window, w[i0:i1], cost, capital, limits)
+        state = pd.Series(states, index=index, name="state")
     trips = round_trips(sim.fills, float(window.close[-1]))
 
     fill_index = np.fromiter((f.index for f in sim.fills), dtype=np.int64, count=len(sim.fills))
@@ -190,6 +203,8 @@ def evaluate_targets(
         costs=costs,
         metrics=metrics,
         sim=sim,
+        breakers=events,
+        state=state,
     )
 
 
@@ -203,6 +218,7 @@ def backtest(
     *,
     n_trials: int = 1,
     trial_sharpe_variance: float = 0.0,
+    limits: RiskLimits | None = None,
 ) -> BacktestResult:
     """Backtest `strategy` on `features` over [start, end] (inclusive; None = the frame's ends).
 
@@ -220,4 +236,5 @@ def backtest(
         name=strategy.name,
         n_trials=n_trials,
         trial_sharpe_variance=trial_sharpe_variance,
+        limits=limits,
     )

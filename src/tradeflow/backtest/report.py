@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from tradeflow.backtest.breakers import BreakerEvent
 from tradeflow.backtest.folds import Fold
 from tradeflow.backtest.metrics import METRIC_KEYS, to_jsonable
 from tradeflow.data.store import atomic_write_bytes, atomic_write_text
@@ -50,6 +51,7 @@ class RunResult:
     metrics: Mapping[str, float]
     equity: pd.Series  # portfolio value at each close of the test window, indexed by session
     seed: int | None = None
+    breakers: tuple[BreakerEvent, ...] = ()  # the governor's breakers that fired on this curve
 
     def __post_init__(self) -> None:
         where = f"{self.strategy} fold {self.fold} seed {self.seed}"
@@ -179,7 +181,10 @@ def _stitched(results: WalkForwardResults) -> dict[str, tuple[pd.Series, pd.Seri
 
 
 def _png(
-    curves: dict[str, tuple[pd.Series, pd.Series, pd.Series]], kind: str, fold_starts: list[pd.Timestamp]
+    curves: dict[str, tuple[pd.Series, pd.Series, pd.Series]],
+    kind: str,
+    fold_starts: list[pd.Timestamp],
+    breakers: Sequence[tuple[str, pd.Timestamp]] = (),
 ) -> bytes:
     # matplotlib costs ~0.3 s to import; only rendering pays for it. Figure() without pyplot
     # keeps rendering free of global backend state (safe inside worker threads).
@@ -200,6 +205,9 @@ def _png(
             ax.fill_between(mean.index, lo.to_numpy(), hi.to_numpy(), color=line.get_color(), alpha=0.2, linewidth=0)
     for ts in fold_starts[1:]:
         ax.axvline(float(date2num(ts)), color="grey", linestyle=":", linewidth=0.8)
+    for i, (_strategy, ts) in enumerate(breakers):  # where a risk breaker stopped a curve, as live would
+        label = "risk breaker (HALTED)" if i == 0 else None
+        ax.axvline(float(date2num(ts)), color="red", linestyle="--", linewidth=0.8, alpha=0.7, label=label)
     ax.set_title(
         "Out-of-sample equity (growth of 1, chained across folds; band: seed range)"
         if kind == "equity"
@@ -216,6 +224,27 @@ def _png(
     # No 'Software' metadata: the same results give byte-identical PNGs.
     fig.savefig(buf, format="png", metadata={"Software": None})
     return buf.getvalue()
+
+
+def breaker_marks(results: WalkForwardResults) -> list[tuple[str, pd.Timestamp]]:
+    """(strategy, session) of every breaker event, once per strategy and session (seeds share a mark)."""
+    marks = {(r.strategy, pd.Timestamp(e.session)) for r in results.runs for e in r.breakers}
+    return sorted(marks, key=lambda m: (m[1], m[0]))
+
+
+def _breaker_section(results: WalkForwardResults) -> list[str]:
+    rows = [
+        [r.strategy, str(r.fold), "" if r.seed is None else str(r.seed), e.session, e.breaker, e.state, e.detail]
+        for r in results.runs
+        for e in r.breakers
+    ]
+    lines = ["## Risk breakers", ""]
+    if not rows:
+        return [*lines, "None fired: every curve stayed within the risk governor's limits."]
+    lines.append("The governor's breakers apply to the out-of-sample curves as they would live (a HALTED curve")
+    lines.append("only reduces its position from that close on); the metrics above are of these curves.")
+    headers = ["strategy", "fold", "seed", "session", "breaker", "state", "detail"]
+    return [*lines, "", _md_table(headers, rows)]
 
 
 def _fold_window(results: WalkForwardResults, fold: int) -> str:
@@ -274,6 +303,7 @@ def render_markdown(
         for fold, name in per_fold.index
     ]
     parts += ["## Per fold", "", _md_table(["fold", "test", "strategy", "seeds", *METRIC_KEYS], rows), ""]
+    parts += [*_breaker_section(results), ""]
     parts += ["## Equity and drawdown", "", f"![equity]({images['equity']})", "", f"![drawdown]({images['drawdown']})"]
     if decision is not None:
         parts += ["", _decision_section(decision)]
@@ -298,7 +328,11 @@ def render_walk_forward_report(
         equity_png=out / "equity.png",
         drawdown_png=out / "drawdown.png",
     )
-    pngs = {"equity": _png(curves, "equity", fold_starts), "drawdown": _png(curves, "drawdown", fold_starts)}
+    marks = breaker_marks(results)
+    pngs = {
+        "equity": _png(curves, "equity", fold_starts, marks),
+        "drawdown": _png(curves, "drawdown", fold_starts, marks),
+    }
     atomic_write_bytes(files.equity_png, pngs["equity"])
     atomic_write_bytes(files.drawdown_png, pngs["drawdown"])
     kw: dict[str, Any] = {"decision": decision, "title": title, "context": context}

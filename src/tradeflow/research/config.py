@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tradeflow.errors import ConfigError, InputError
 from tradeflow.features import DEFAULT_SPEC, FeatureSpec
 from tradeflow.registry import PromotionPolicy
+from tradeflow.risk.limits import RiskLimits
 from tradeflow.rl.config import PPOConfig
 from tradeflow.sim import CostModel
 
@@ -51,6 +52,9 @@ class TrainSpyConfig(BaseModel):
     promotion: PromotionPolicy = PromotionPolicy()
     baselines: tuple[str, ...] = BASELINES
     capital: float = Field(100_000.0, gt=0)
+    # The governor's limits the out-of-sample curves are judged under (its drawdown breaker HALTs a
+    # curve where live trading would): a challenger is never promoted on a curve live would have stopped.
+    risk: RiskLimits = RiskLimits()
 
     @property
     def feature_spec(self) -> FeatureSpec:

@@ -9,6 +9,7 @@ reasons are recorded either way.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
@@ -128,7 +129,7 @@ def decide(
         return PromotionDecision(vs_bh.promote, (*vs_bh.reasons, note), vs_bh.evidence), []
     model = load_artifact(champion.path)
     champ_evals = [evaluate_policy(model, dataset, f, config, None) for f in shared]
-    champ_evals = [Evaluation("champion", e.fold, None, e.metrics, e.equity, e.returns) for e in champ_evals]
+    champ_evals = [dataclasses.replace(e, strategy="champion", seed=None, artifact=None) for e in champ_evals]
     vs_champ = evaluate_promotion(
         _fold_results(challenger, shared),
         _fold_results(champ_evals, shared),
@@ -227,7 +228,7 @@ def finish_run(
         champion.version if champion else None,
         summary=summary,
     )
-    runs = [RunResult(e.strategy, e.fold, e.metrics, e.equity, e.seed) for e in evaluations]
+    runs = [RunResult(e.strategy, e.fold, e.metrics, e.equity, e.seed, e.breakers) for e in evaluations]
     result.report = render_walk_forward_report(
         WalkForwardResults(tuple(runs), tuple(folds)),
         run_dir,

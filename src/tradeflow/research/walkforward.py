@@ -7,6 +7,7 @@ rows starting flat, beside every baseline on the same rows with the same cost mo
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tradeflow.backtest.breakers import BreakerEvent
 from tradeflow.backtest.engine import BacktestResult, evaluate_targets
 from tradeflow.backtest.folds import Fold, make_folds
 from tradeflow.config import Settings
@@ -49,6 +51,7 @@ class Evaluation:
     equity: pd.Series
     returns: np.ndarray
     artifact: str | None = None  # the fold model, for PPO
+    breakers: tuple[BreakerEvent, ...] = ()  # the governor's breakers that fired on this curve
 
 
 def find_repo_root(start: Path | None = None) -> Path | None:
@@ -103,7 +106,9 @@ def plan_folds(dataset: Dataset, config: TrainSpyConfig) -> list[Fold]:
 
 def _evaluation(result: BacktestResult, fold: int, seed: int | None, artifact: str | None = None) -> Evaluation:
     metrics = {k: float(v) for k, v in result.metrics.items()}
-    return Evaluation(result.strategy, fold, seed, metrics, result.equity, result.returns.to_numpy(), artifact)
+    return Evaluation(
+        result.strategy, fold, seed, metrics, result.equity, result.returns.to_numpy(), artifact, result.breakers
+    )
 
 
 def evaluate_baseline(name: str, dataset: Dataset, fold: Fold, config: TrainSpyConfig) -> Evaluation:
@@ -111,7 +116,14 @@ def evaluate_baseline(name: str, dataset: Dataset, fold: Fold, config: TrainSpyC
     features = dataset.features
     targets = make_strategy(name).targets(features)
     result = evaluate_targets(
-        targets, features.market(), config.cost, config.capital, fold.test_start, fold.test_end, name=name
+        targets,
+        features.market(),
+        config.cost,
+        config.capital,
+        fold.test_start,
+        fold.test_end,
+        name=name,
+        limits=config.risk,
     )
     return _evaluation(result, fold.index, None)
 
@@ -127,7 +139,14 @@ def evaluate_policy(
     sub = dataset.features.slice(lo, fold.test_stop_row)
     strategy = RLPolicyStrategy(model, cost=config.cost)
     result = evaluate_targets(
-        strategy.targets(sub), sub.market(), config.cost, config.capital, fold.test_start, fold.test_end, name="ppo"
+        strategy.targets(sub),
+        sub.market(),
+        config.cost,
+        config.capital,
+        fold.test_start,
+        fold.test_end,
+        name="ppo",
+        limits=config.risk,
     )
     return _evaluation(result, fold.index, seed)
 
@@ -200,7 +219,7 @@ def run_fold_seed(
         ev.metrics["sharpe"],
         100 * ev.metrics["total_return"],
     )
-    return Evaluation(ev.strategy, ev.fold, ev.seed, ev.metrics, ev.equity, ev.returns, str(out))
+    return dataclasses.replace(ev, artifact=str(out))
 
 
 def final_training_rows(dataset: Dataset, config: TrainSpyConfig) -> tuple[int, int]:
