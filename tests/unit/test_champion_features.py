@@ -50,6 +50,7 @@ def artifact(bars, tmp_path_factory):
         feature_version=OWN_SPEC.version,
         feature_hash=OWN_SPEC.digest,
         feature_params=OWN_SPEC.to_dict(),
+        universe=("SPY",),
     )
 
 
@@ -115,3 +116,27 @@ def test_an_old_artifact_without_its_spec_is_usable_only_when_it_was_trained_on_
     with pytest.raises(ChampionUnusableError, match="does not record its feature spec"):
         champion_spec(load_artifact(old), Settings(data_dir=tmp_path))
     assert champion_spec(load_artifact(artifact), Settings(data_dir=tmp_path)) == OWN_SPEC
+
+
+def test_a_champion_trained_for_another_universe_is_refused_by_the_tick_with_the_reason(
+    world, bars, artifact, tmp_path
+):
+    """The model carries its universe: a tick trading a symbol outside it refuses (NO_MODEL), naming both."""
+    import shutil
+
+    other = tmp_path / "aapl-model"
+    shutil.copytree(artifact, other)
+    meta = json.loads((other / "meta.json").read_text())
+    meta["universe"] = ["AAPL"]
+    (other / "meta.json").write_text(json.dumps(meta))
+    model = load_artifact(other)
+    own = build_features(*bars, OWN_SPEC)
+    _, broker, ledger, runtime, _ = world
+    report = run_tick(
+        runtime(decider=lambda: RLPolicyStrategy(model, name="champion"), market_data=lambda now: own), OPEN_NOW
+    )
+    assert report.status == "NO_MODEL"
+    assert any("trained to decide for AAPL, not SPY" in a for a in report.alerts), report.alerts
+    assert broker.calls["submit"] == 0
+    assert ledger.orders() == []
+    assert load_artifact(artifact).universe == ("SPY",)

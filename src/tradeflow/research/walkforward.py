@@ -184,6 +184,7 @@ def train_model(
         feature_version=spec.version,
         feature_hash=spec.digest,
         feature_params=spec.to_dict(),
+        universe=(features.symbol,),
         git_sha=sha,
         extra={"config_digest": config.digest()},
     )

@@ -89,6 +89,7 @@ def save_artifact(
     feature_version: str,
     feature_hash: str | None = None,
     feature_params: Mapping[str, Any] | None = None,
+    universe: Sequence[str] | None = None,
     git_sha: str | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
@@ -113,6 +114,8 @@ def save_artifact(
             "names": list(feature_names),
             "params": None if feature_params is None else dict(feature_params),
         },
+        # The instruments the model decides for: a tick trading anything else is refused (issue 10).
+        "universe": None if universe is None else list(universe),
         "observation_size": trained.observation_size,
         "env_config": trained.config.env.model_dump(mode="json"),
         "ppo_config": trained.config.model_dump(mode="json"),
@@ -159,6 +162,12 @@ class LoadedModel:
     def feature_hash(self) -> str | None:
         value = self.meta["feature_spec"].get("hash")
         return str(value) if value else None
+
+    @property
+    def universe(self) -> tuple[str, ...] | None:
+        """The symbols the model was trained to decide for (None for artifacts that predate it)."""
+        value = self.meta.get("universe")
+        return tuple(str(s) for s in value) if isinstance(value, list) else None
 
     @property
     def feature_params(self) -> dict[str, Any] | None:

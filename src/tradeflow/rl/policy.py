@@ -70,12 +70,18 @@ class RLPolicyStrategy:
                 f"the model was trained on feature spec {str(digest)[:12]} ({len(trained)} columns) but was "
                 f"given spec {given_digest[:12]} ({len(given)} columns): not deciding on other features"
             )
+        symbol = str(getattr(features, "symbol", ""))
+        universe = self.model.universe
+        if universe is not None and symbol not in universe:
+            raise InputError(
+                f"the model was trained to decide for {', '.join(universe)}, not {symbol}: not deciding for "
+                "an instrument outside its universe"
+            )
         matrix = np.asarray(features.matrix(), dtype=np.float32)
         window = self.env_config.window
         if len(matrix) < window:
             raise InputError(f"the policy needs {window} feature rows, got {len(matrix)}")
         market = features.market()
-        symbol = str(getattr(features, "symbol", ""))
         held = book.position(symbol)
         close = float(market.close[-1])
         current = 0.0 if held.qty == 0 or book.equity <= 0 else float(np.sign(float(held.qty)))
