@@ -240,3 +240,25 @@ def test_a_fresh_store_asked_for_a_window_before_any_fetchable_session_is_exit_2
     code, out, err = cli(capsys, data_dir, *args)
     assert_one_line_input_error(code, out, err, "1995-01-03")
     assert files_under(data_dir / "quarantine") == set()
+
+
+def test_train_with_a_window_records_the_cut_window_and_its_hash_in_the_manifest(
+    capsys, real_data, store_2019, store_2015, tmp_path
+):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        f"data: {{source: csv, path: '{real_data}'}}\n"
+        "ppo: {total_timesteps: 512, n_envs: 8, n_steps: 64, batch_size: 256, n_epochs: 1}\n"
+        "seeds: [0]\nfolds: {train_size: 378, test_size: 63, max_folds: 2}\nbaselines: [buy_and_hold]\n"
+    )
+    data = copied(store_2019, tmp_path)
+    before = currents(data)
+    args = ["train", "--config", str(config), "--start", "2010-01-04", "--end", "2015-12-31", "--now", NOW, "--json"]
+    code, out, err = cli(capsys, data, *args)
+    assert code == EXIT_OK, err
+    manifest = json.loads((Path(json.loads(out)["run_dir"]) / "manifest.json").read_text())
+    fresh_config = TrainSpyConfig.from_dict(manifest["config"])
+    assert (fresh_config.data.start, fresh_config.data.end) == ("2010-01-04", "2015-12-31")
+    assert manifest["data_hash"] == load_dataset(fresh_config, Settings(data_dir=store_2015)).data_hash
+    assert manifest["data_window"]["last_session"] == "2015-12-31"
+    assert currents(data) == before
