@@ -62,6 +62,20 @@ def _date(option: str, value: str | None) -> str | None:
     return None if day is None else str(day.date())
 
 
+def _window(
+    start: str | None, end: str | None, now: pd.Timestamp, names: tuple[str, str] = ("--start", "--end")
+) -> tuple[str | None, str | None]:
+    """A historical window checked before any work: dates as YYYY-MM-DD, a start not after the end
+    and not after the last completed session (no source can serve a window that has not happened)."""
+    first, last = _date(names[0], start), _date(names[1], end)
+    if first is not None and last is not None and first > last:
+        raise InputError(f"{names[0]} {first} is after {names[1]} {last}: the window holds no session")
+    completed = default_calendar().last_completed_session(now)
+    if first is not None and pd.Timestamp(first) > completed:
+        raise InputError(f"{names[0]} {first} is after the last completed session ({completed.date()})")
+    return first, last
+
+
 def _writable_out(out: str) -> Path:
     """--out checked before any work: not a directory, under a directory we may write to."""
     path = Path(out)
@@ -213,13 +227,13 @@ def calendar(
 
 
 def _ingest_for(data: Any, settings: Settings, now: pd.Timestamp, with_vix: bool) -> None:
-    """Fetch and gate the bars a research command needs (incremental; nothing unvetted is used)."""
-    from tradeflow.data.ingest import IngestRequest
-    from tradeflow.data.ingest import ingest as run_ingest
+    """Make the store reach the end of a research command's window: only symbols whose snapshot
+    ends earlier are fetched and gated; the window itself is then cut from the store (load_dataset)."""
+    from tradeflow.data.ingest import IngestRequest, ingest_missing
 
     symbols = (data.symbol, data.vix_symbol) if with_vix and data.vix_symbol else (data.symbol,)
     request = IngestRequest(source=data.source, symbols=symbols, end=data.end, path=data.path)
-    run_ingest(request, settings, now)
+    ingest_missing(request, settings, now)
 
 
 def _research_config(
@@ -236,23 +250,38 @@ def _research_config(
 
 
 def _gated_features(
-    source: str, symbols: str, vix: str, path: str | None, end: str | None, now: str | None, as_json: bool
-) -> tuple[Settings, Any, Any]:
-    """Ingest the traded symbol (and VIX) through the quality gate, then build its features from
-    the stored snapshots: what `features` and `backtest` both start from."""
+    source: str,
+    symbols: str,
+    vix: str,
+    path: str | None,
+    window: tuple[str | None, str | None],
+    instant: pd.Timestamp,
+    as_json: bool,
+) -> tuple[Settings, Any, Any, int]:
+    """The features `features` and `backtest` start from: built on the stored, gated bars up to the
+    window's end (history before its start warms the indicators up), after fetching and gating only
+    the sessions the store lacks. Also the row of the window's first session."""
     from tradeflow.data.bars import parse_symbols
     from tradeflow.research.walkforward import load_dataset
 
     syms = parse_symbols(symbols)
     if len(syms) != 1:
         raise TradeflowError("one traded symbol at a time (the VIX comes from --vix)")
+    start, end = window
     settings = _settings()
     config = _research_config(source, syms[0], vix or None, path, end)
     try:
-        _ingest_for(config.data, settings, _now(now), with_vix=bool(vix))
+        _ingest_for(config.data, settings, instant, with_vix=bool(vix))
     except DataQualityError as exc:
         _gate_failed(exc, as_json)
-    return settings, config, load_dataset(config, settings).features
+    feats = load_dataset(config, settings).features
+    first = 0 if start is None else int((feats.sessions < pd.Timestamp(start).to_datetime64()).sum())
+    if first == len(feats):
+        raise InputError(
+            f"no session in the window {start} .. {end or '(last)'}: the stored features end "
+            f"{pd.Timestamp(feats.sessions[-1]).date()}"
+        )
+    return settings, config, feats, first
 
 
 @app.command()
@@ -270,12 +299,11 @@ def features(
     """Ingest through the quality gate, build the causal features, write them to Parquet."""
     from tradeflow.features import write_features
 
-    first_day = parse_date_option("--start", start)
+    instant = _now(now)
+    window = _window(start, end, instant)
     out_path = _writable_out(out)
-    _, _, feats = _gated_features(source, symbols, vix, path, _date("--end", end), now, as_json)
-    if first_day is not None:
-        first = int((feats.sessions < first_day.to_datetime64()).sum())
-        feats = feats.slice(first, len(feats))
+    _, _, feats, first = _gated_features(source, symbols, vix, path, window, instant, as_json)
+    feats = feats.slice(first, len(feats))
     try:
         written = write_features(feats, out_path)
     except OSError as exc:  # e.g. the disk filled up or permissions changed since the check
@@ -318,8 +346,9 @@ def backtest(
     names = (*strategy_names(), "champion")
     if strategy not in names:
         raise TradeflowError(f"unknown strategy {strategy!r}; expected one of {', '.join(names)}")
-    start, end = _date("--start", start), _date("--end", end)
-    settings, config, feats = _gated_features(source, symbols, vix, path, end, now, as_json)
+    instant = _now(now)
+    start, end = _window(start, end, instant)
+    settings, config, feats, _ = _gated_features(source, symbols, vix, path, (start, end), instant, as_json)
     if strategy == "champion":
         from tradeflow.registry import ModelRegistry
         from tradeflow.rl.artifact import load_artifact
@@ -350,6 +379,8 @@ def backtest(
 def train(
     config: Annotated[str | None, typer.Option(help="A TrainSpyConfig YAML/JSON file.")] = None,
     replay: Annotated[str | None, typer.Option(help="Re-run the config of an earlier run's manifest.json.")] = None,
+    start: Annotated[str | None, typer.Option(help="First session of the data window (overrides data.start).")] = None,
+    end: Annotated[str | None, typer.Option(help="Last session of the data window (overrides data.end).")] = None,
     now: Annotated[str | None, typer.Option(help="Pretend it is this instant (ISO with timezone).")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar per trained model.")] = False,
     as_json: JsonOpt = False,
@@ -360,11 +391,17 @@ def train(
 
     if config and replay:
         raise TradeflowError("give --config or --replay, not both")
-    cfg = replay_config(replay) if replay else (TrainSpyConfig.load(config) if config else TrainSpyConfig())
-    _date("data.start", cfg.data.start)
-    _date("data.end", cfg.data.end)
-    settings = _settings()
+    if replay and (start or end):
+        raise InputError("--replay re-runs its manifest's own data window; leave out --start and --end")
     instant = _now(now)
+    window = _window(start, end, instant)
+    cfg = replay_config(replay) if replay else (TrainSpyConfig.load(config) if config else TrainSpyConfig())
+    if start or end:
+        raw = cfg.model_dump(mode="json")
+        raw["data"] = {**raw["data"], **({"start": window[0]} if start else {}), **({"end": window[1]} if end else {})}
+        cfg = TrainSpyConfig.from_dict(raw, origin="command line")
+    _window(cfg.data.start, cfg.data.end, instant, names=("data.start", "data.end"))
+    settings = _settings()
     try:
         _ingest_for(cfg.data, settings, instant, with_vix=cfg.feature_spec.include_vix)
     except DataQualityError as exc:

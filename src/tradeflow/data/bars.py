@@ -171,6 +171,20 @@ def concat_bars(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def cut_window(frame: pd.DataFrame, start: pd.Timestamp | None, end: pd.Timestamp | None) -> pd.DataFrame:
+    """Rows whose session lies in [start, end] (None: unbounded), order kept, fresh index.
+
+    Every historical window is this cut of a stored, already-gated frame: a window is never
+    re-ingested or re-gated, so an earlier --end cannot fail the gate on the bars after it.
+    """
+    keep = np.ones(len(frame), dtype=bool)
+    if start is not None:
+        keep &= (frame["session"] >= start).to_numpy(dtype=bool)
+    if end is not None:
+        keep &= (frame["session"] <= end).to_numpy(dtype=bool)
+    return frame.loc[keep].reset_index(drop=True)
+
+
 def sort_bars(frame: pd.DataFrame) -> pd.DataFrame:
     """Canonical order (symbol, session) with a fresh index: for storage, after the gate passed."""
     return frame.sort_values(["symbol", "session"], kind="stable").reset_index(drop=True)

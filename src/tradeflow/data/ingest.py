@@ -193,6 +193,12 @@ def plan_ingest(
         stored = store.current(symbol)
         # Without --start, a stored symbol continues from its snapshot; an earlier --start back-fills.
         start = requested if requested is not None else (stored.first if stored else DEFAULT_START)
+        if stored is None and start > as_of:
+            # No source can have a bar for this range: a request error, not an empty answer to gate.
+            raise InputError(
+                f"nothing to ingest for {symbol}: the last session asked for, {as_of.date()}, is before "
+                f"{start.date()}, where its first ingest begins"
+            )
         fetch_start = start
         if stored is not None and start >= stored.first:
             # Re-fetch the last few stored sessions: the overlap the gate compares.
@@ -317,6 +323,33 @@ def commit_bars(plan: IngestPlan, gate: GateResult, settings: Settings) -> Inges
         gate.report_path,
         not_current=frozenset(commit.not_current),
     )
+
+
+def ingest_missing(
+    request: IngestRequest, settings: Settings, now: Any, calendar: MarketCalendar | None = None
+) -> IngestResult | None:
+    """Bring the store up to `request`'s last session for the symbols whose current snapshot ends
+    before it, and leave every other symbol alone; None when the store already reaches it.
+
+    What research commands call before cutting a historical window from the store: a window the
+    store covers fetches and gates nothing, and a later one fetches and gates only the symbols that
+    lag (new sessions plus the usual overlap). A snapshot reaching past the request's end is never
+    re-gated against that earlier end, so it is never quarantined or replaced because of it.
+    """
+    if request.start is not None:
+        raise ValueError("ingest_missing extends snapshots forward; a window's start is a cut, not an ingest")
+    cal = calendar or default_calendar()
+    now_ts = to_utc(now)
+    as_of = _expected_last_session(request, _source(request, settings, cal), cal, now_ts)
+    store = _store(settings)
+    lagging = []
+    for symbol in request.symbols:
+        stored = store.current(symbol)
+        if stored is None or stored.last < as_of:
+            lagging.append(symbol)
+    if not lagging:
+        return None
+    return ingest(replace(request, symbols=tuple(lagging)), settings, now_ts, cal)
 
 
 def ingest(

@@ -201,6 +201,7 @@ def finish_run(
     parent = registry.champion()
     lineage = {
         "data_hash": dataset.data_hash,
+        "data_window": dataset.window,
         "snapshots": dataset.snapshots,
         "feature_spec": dataset.features.spec.to_dict() | {"digest": dataset.features.spec.digest},
         "config": config.model_dump(mode="json"),
@@ -249,6 +250,7 @@ def finish_run(
         "config": config.model_dump(mode="json"),
         "config_digest": config.digest(),
         "data_hash": dataset.data_hash,
+        "data_window": dataset.window,
         "snapshots": dataset.snapshots,
         "feature_spec": lineage["feature_spec"],
         "folds": [f.to_dict() for f in folds],

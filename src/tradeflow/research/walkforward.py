@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from tradeflow.backtest.breakers import BreakerEvent
 from tradeflow.backtest.engine import BacktestResult, evaluate_targets
 from tradeflow.backtest.folds import Fold, make_folds
 from tradeflow.config import Settings
+from tradeflow.data.bars import cut_window, frame_digest
 from tradeflow.data.store import SnapshotStore
 from tradeflow.errors import InputError
 from tradeflow.features import Features, build_features
@@ -36,8 +37,9 @@ log = logging.getLogger("tradeflow.research")
 @dataclass(frozen=True)
 class Dataset:
     features: Features
-    data_hash: str  # identifies the exact stored bars (snapshot digests) and the date range used
-    snapshots: dict[str, str]  # symbol -> snapshot digest
+    data_hash: str  # the content of the cut window's bars (every symbol) and the feature spec
+    snapshots: dict[str, str]  # symbol -> digest of the stored snapshot the window was cut from
+    window: dict[str, str | None] = field(default_factory=dict)  # asked start/end, first/last bar session
 
 
 @dataclass(frozen=True)
@@ -69,27 +71,41 @@ def git_sha() -> str | None:
 
 
 def load_dataset(config: TrainSpyConfig, settings: Settings) -> Dataset:
-    """Features from the CURRENT gated snapshots (run ingest first); nothing unvetted gets in."""
+    """Features of the window [data.start, data.end] cut from the CURRENT gated snapshots (run
+    ingest first); nothing unvetted gets in, and nothing is fetched or gated here.
+
+    The data hash covers the cut bars' content, not the snapshots they were cut from: a window cut
+    from a store reaching 2019 hashes like the same window ingested fresh, and unlike any other.
+    """
     store = SnapshotStore(settings.snapshots_dir)
     spec = config.feature_spec
-    symbols = [config.data.symbol] + ([config.data.vix_symbol] if spec.include_vix and config.data.vix_symbol else [])
+    data = config.data
+    symbols = [data.symbol] + ([data.vix_symbol] if spec.include_vix and data.vix_symbol else [])
+    start = pd.Timestamp(data.start) if data.start else None
+    end = pd.Timestamp(data.end) if data.end else None
     frames: dict[str, pd.DataFrame] = {}
     digests: dict[str, str] = {}
     for sym in symbols:
         info = store.current(sym)
         if info is None:
             raise InputError(f"no stored snapshot for {sym}: run `tradeflow ingest --symbols {sym}` first")
-        frames[sym], digests[sym] = store.read(info), info.digest
-    bars = frames[config.data.symbol]
-    if config.data.start:
-        bars = bars[bars["session"] >= pd.Timestamp(config.data.start)]
-    if config.data.end:
-        bars = bars[bars["session"] <= pd.Timestamp(config.data.end)]
-    vix = frames.get(config.data.vix_symbol) if config.data.vix_symbol else None
-    features = build_features(bars.reset_index(drop=True), vix, spec)
-    key = "|".join(f"{s}={d}" for s, d in sorted(digests.items()))
-    key += f"|{config.data.start}|{config.data.end}|{spec.digest}"
-    return Dataset(features, hashlib.sha256(key.encode()).hexdigest(), digests)
+        frames[sym], digests[sym] = cut_window(store.read(info), start, end), info.digest
+        if frames[sym].empty:
+            raise InputError(
+                f"no stored session of {sym} in the window {data.start or '(first)'} .. {data.end or '(last)'}: "
+                f"its snapshot holds {info.first_session} .. {info.last_session}"
+            )
+    bars = frames[data.symbol]
+    vix = frames.get(data.vix_symbol) if data.vix_symbol else None
+    features = build_features(bars, vix, spec)
+    key = "|".join(f"{s}={frame_digest(f)}" for s, f in sorted(frames.items())) + f"|{spec.digest}"
+    window: dict[str, str | None] = {
+        "start": data.start,
+        "end": data.end,
+        "first_session": str(bars["session"].iloc[0].date()),
+        "last_session": str(bars["session"].iloc[-1].date()),
+    }
+    return Dataset(features, hashlib.sha256(key.encode()).hexdigest(), digests, window)
 
 
 def plan_folds(dataset: Dataset, config: TrainSpyConfig) -> list[Fold]:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from tradeflow.calendar import MarketCalendar
-from tradeflow.data.bars import VALUE_COLUMNS
+from tradeflow.data.bars import VALUE_COLUMNS, cut_window
 from tradeflow.errors import EmptyDataError, TransientSourceError, is_transient
 
 log = logging.getLogger("tradeflow.data.sources")
@@ -43,9 +43,8 @@ class BarSource(Protocol):
 
 
 def clip_range(frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-    """Rows with start <= session <= end, order kept."""
-    mask = (frame["session"] >= start) & (frame["session"] <= end)
-    return frame.loc[mask].reset_index(drop=True)
+    """Rows with start <= session <= end, order kept: the same cut as a historical window."""
+    return cut_window(frame, start, end)
 
 
 def require_rows(frame: pd.DataFrame, source: str, symbol: str, start: pd.Timestamp, end: pd.Timestamp) -> None:
