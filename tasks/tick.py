@@ -20,11 +20,8 @@ def tick(settings: Settings, mode: str, broker: str | None, strategy: str | None
     with tick_lock(settings.ledger_path.parent) as held:
         if not held:
             return skipped_busy(now, mode, strategy or settings.trading.strategy)
-        runtime = build_tick_runtime(settings, mode=mode, broker=broker, strategy=strategy, now=now)
-        try:
+        with build_tick_runtime(settings, mode=mode, broker=broker, strategy=strategy, now=now) as runtime:
             return run_tick(runtime, now)
-        finally:
-            runtime.ledger.close()
 
 
 @task(name="publish-tick", cache_policy=NO_CACHE)

@@ -6,14 +6,17 @@ vendor SDKs stay in their adapters; GX stays in the gate's GX layer). ruff and m
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+LIBRARY = ROOT / "src" / "tradeflow"
 
 
 def _run(*cmd: str) -> subprocess.CompletedProcess[str]:
@@ -47,3 +50,148 @@ def test_library_imports_without_prefect_loaded():
     )
     proc = _run(sys.executable, "-c", code)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+# --- import cycles ----------------------------------------------------------------------------
+# Built with ast rather than grimp: grimp also counts function-local imports, which are the
+# deliberate way to load a heavy or optional dependency late, and cannot tell an `if TYPE_CHECKING:`
+# block from a real import.
+
+
+def _modules(package: Path) -> dict[str, Path]:
+    out = {}
+    for path in package.rglob("*.py"):
+        parts = list(path.relative_to(package.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out[".".join(parts)] = path
+    return out
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _imports(body: list[ast.stmt], *, type_checking: bool) -> Iterator[ast.Import | ast.ImportFrom]:
+    """The import statements that run when the module is imported (function bodies do not)."""
+    for node in body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            yield node
+        elif isinstance(node, ast.If):
+            if type_checking or not _is_type_checking(node.test):
+                yield from _imports(node.body, type_checking=type_checking)
+            yield from _imports(node.orelse, type_checking=type_checking)
+        elif isinstance(node, ast.Try):
+            for block in (node.body, node.orelse, node.finalbody, *(h.body for h in node.handlers)):
+                yield from _imports(block, type_checking=type_checking)
+        elif isinstance(node, ast.ClassDef | ast.With):
+            yield from _imports(node.body, type_checking=type_checking)
+
+
+def _import_graph(package: Path, *, type_checking: bool = False) -> dict[str, set[str]]:
+    """module -> the modules of the same package it imports at import time. `from a import b` is an
+    edge to the module a.b when there is one, else to a (whose __init__ runs)."""
+    modules = _modules(package)
+
+    def owner(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        here = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        deps: set[str | None] = set()
+        for node in _imports(ast.parse(path.read_text()).body, type_checking=type_checking):
+            if isinstance(node, ast.Import):
+                deps.update(owner(alias.name) for alias in node.names)
+                continue
+            base = node.module or ""
+            if node.level:
+                anchor = here.split(".")[: len(here.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([node.module] if node.module else [])])
+            deps.update(owner(f"{base}.{alias.name}") for alias in node.names)
+        graph[module] = {d for d in deps if d is not None and d != module}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, edges = work[-1]
+            for nxt in edges:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = len(index)
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, iter(sorted(graph.get(nxt, ())))))
+                    break
+                if nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == node:
+                            break
+                    if len(component) > 1:
+                        found.append(sorted(component))
+    return found
+
+
+def _describe(graph: dict[str, set[str]], cycles: list[list[str]]) -> str:
+    return "; ".join(" / ".join(f"{m} -> {sorted(graph[m] & set(c))}" for m in c) for c in cycles)
+
+
+def test_the_import_cycle_check_sees_a_cycle_and_ignores_type_checking_and_function_imports(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from pkg.sub import b\n")
+    (pkg / "sub" / "b.py").write_text("from .. import c\n")
+    (pkg / "c.py").write_text("import pkg.a\n")
+    (pkg / "d.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import e\n")
+    (pkg / "e.py").write_text("from pkg import d\ndef f():\n    from pkg import a\n")
+
+    graph = _import_graph(pkg)
+
+    assert _cycles(graph) == [["pkg.a", "pkg.c", "pkg.sub.b"]]
+    assert _cycles(_import_graph(pkg, type_checking=True)) == [["pkg.a", "pkg.c", "pkg.sub.b"], ["pkg.d", "pkg.e"]]
+
+
+def test_the_library_has_no_import_cycles():
+    """Each module of src/tradeflow can be imported on its own: no module needs another that
+    needs it back while it is still half-initialised (imports under `if TYPE_CHECKING:` and inside
+    functions do not run at import time and are not counted here)."""
+    graph = _import_graph(LIBRARY)
+    assert len(graph) > 50  # the walk found the library, so an empty graph cannot pass
+    assert _cycles(graph) == [], _describe(graph, _cycles(graph))
+
+
+def test_the_library_has_no_import_cycles_even_through_type_checking_imports():
+    """The stricter reading the issue used for its two named cycles (reconcile <-> tick, and
+    learning.experiments <-> learning.store): a type-only back-reference is still a cycle in the
+    design, and mypy has to resolve it."""
+    graph = _import_graph(LIBRARY, type_checking=True)
+    assert _cycles(graph) == [], _describe(graph, _cycles(graph))

@@ -4,12 +4,13 @@ the tick depend on protocols only."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,9 @@ from tradeflow.ledger import Ledger
 from tradeflow.risk import RiskGovernor
 from tradeflow.rl.policy import RLPolicyStrategy
 from tradeflow.strategies import Strategy
+
+if TYPE_CHECKING:
+    from tradeflow.learning import LearningStore
 
 BROKER_NAMES = ("sim", "alpaca", "ib")
 
@@ -84,15 +88,24 @@ def open_ledger(settings: Settings) -> Ledger:
     return Ledger(settings.ledger_path, latch_path=settings.safety_latch_path)
 
 
-def make_tick_strategy(settings: Settings, name: str, ledger: Ledger | None = None, symbol: str = "") -> Strategy:
+def make_tick_strategy(
+    settings: Settings,
+    name: str,
+    ledger: Ledger | None = None,
+    symbol: str = "",
+    *,
+    own: Callable[[LearningStore], LearningStore] | None = None,
+) -> Strategy:
     """A rule reads its parameters from the governed learning store (defaults until a change is
-    adopted; control/test values while an experiment runs); the champion is the registry's model."""
+    adopted; control/test values while an experiment runs); the champion is the registry's model.
+    `own` takes the learning store a rule opens, to close it (a tick runtime's `own`)."""
     if name != "champion":
         from tradeflow.core.decide import GovernedRule
         from tradeflow.learning import LearningStore
 
         last = (lambda: ledger.last_decision(name, symbol)) if ledger is not None else (lambda: None)
-        return GovernedRule(name, LearningStore(settings.learning_path), last_decision=last)
+        store = LearningStore(settings.learning_path)
+        return GovernedRule(name, own(store) if own is not None else store, last_decision=last)
     return RLPolicyStrategy(load_champion(settings), name="champion")
 
 
@@ -166,52 +179,65 @@ def gated_market_data(
 def build_tick_runtime(
     settings: Settings, *, mode: str, broker: str | None, strategy: str | None, now: pd.Timestamp
 ) -> TickRuntime:
+    """The runtime of one tick, owning the broker, the ledger and the learning stores its decider
+    opens: use it as `with build_tick_runtime(...) as runtime:`. If building fails half-way, what
+    was already opened is closed before the error leaves."""
     check_tick_choices(settings, mode=mode, broker=broker, strategy=strategy)
     trading = settings.trading
     broker_name = broker or trading.broker
     if mode == "live" and broker_name == "sim":
         raise ConfigError("live mode needs a real broker (alpaca or ib)")
     instant = now.to_pydatetime()
-    adapter = make_broker(settings, broker_name, clock=lambda: instant)
-    on_price = None
-    if broker_name == "sim":
-        # The sim broker fills market orders at the latest price the tick saw.
-        def on_price(price: float) -> None:
-            adapter.set_price(trading.symbol, price)  # type: ignore[attr-defined]
+    with contextlib.ExitStack() as opened:
+        adapter = make_broker(settings, broker_name, clock=lambda: instant)
+        opened.callback(adapter.close)
+        on_price = None
+        if broker_name == "sim":
+            # The sim broker fills market orders at the latest price the tick saw.
+            def on_price(price: float) -> None:
+                adapter.set_price(trading.symbol, price)  # type: ignore[attr-defined]
 
-    name = strategy or trading.strategy
-    ledger = open_ledger(settings)
-    decider: Callable[[], Strategy] = lambda: make_tick_strategy(settings, name, ledger, trading.symbol)  # noqa: E731
-    spec: Callable[[], FeatureSpec] | None = None
-    if name == "champion":
-        # Loaded once per tick, lazily (a closed market never loads it), for its features and its decision.
+        name = strategy or trading.strategy
+        ledger = open_ledger(settings)
+        opened.callback(ledger.close)
+
+        # The champion is loaded once per tick, lazily (a closed market never loads it), for its
+        # features and its decision.
         model = functools.cache(lambda: load_champion(settings))
 
         def decider() -> Strategy:
-            return RLPolicyStrategy(model(), name="champion")
+            if name == "champion":
+                return RLPolicyStrategy(model(), name="champion")
+            # `runtime` is bound below, before any tick can call this; it closes the rule's learning store.
+            return make_tick_strategy(settings, name, ledger, trading.symbol, own=runtime.own)
 
-        def spec() -> FeatureSpec:
-            try:
-                return champion_spec(model(), settings)
-            except LookupError:  # no or an unusable champion: the decision step reports it (NO_MODEL)
-                return default_trading_spec(settings)
+        spec: Callable[[], FeatureSpec] | None = None
+        if name == "champion":
 
-    return TickRuntime(
-        calendar=default_calendar(),
-        broker=adapter,
-        ledger=ledger,
-        governor=RiskGovernor(settings.risk),
-        decider=decider,
-        market_data=gated_market_data(settings, on_price, spec),
-        strategy=name,
-        symbol=trading.symbol,
-        mode=mode,
-        run_id=f"tick-{now.tz_convert('UTC'):%Y%m%dT%H%M%SZ}",
-        abandon_after=dt.timedelta(seconds=trading.abandon_after_s),
-        cash_tolerance=trading.cash_tolerance,
-        cash_buffer=trading.cash_buffer,
-        rebalance_band=trading.rebalance_band,
-    )
+            def spec() -> FeatureSpec:
+                try:
+                    return champion_spec(model(), settings)
+                except LookupError:  # no or an unusable champion: the decision step reports it (NO_MODEL)
+                    return default_trading_spec(settings)
+
+        runtime = TickRuntime(
+            calendar=default_calendar(),
+            broker=adapter,
+            ledger=ledger,
+            governor=RiskGovernor(settings.risk),
+            decider=decider,
+            market_data=gated_market_data(settings, on_price, spec),
+            strategy=name,
+            symbol=trading.symbol,
+            mode=mode,
+            run_id=f"tick-{now.tz_convert('UTC'):%Y%m%dT%H%M%SZ}",
+            abandon_after=dt.timedelta(seconds=trading.abandon_after_s),
+            cash_tolerance=trading.cash_tolerance,
+            cash_buffer=trading.cash_buffer,
+            rebalance_band=trading.rebalance_band,
+        )
+        opened.pop_all()  # the runtime owns (and closes) the broker and the ledger from here on
+    return runtime
 
 
 def champion_health(settings: Settings, ledger: Ledger, session: dt.date, live_window: int = 60) -> Any:

@@ -433,11 +433,8 @@ def tick(
         if not held:
             report = skipped_busy(instant, mode, strategy or settings.trading.strategy)
         else:
-            runtime = build_tick_runtime(settings, mode=mode, broker=broker, strategy=strategy, now=instant)
-            try:
+            with build_tick_runtime(settings, mode=mode, broker=broker, strategy=strategy, now=instant) as runtime:
                 report = run_tick(runtime, instant)
-            finally:
-                runtime.ledger.close()
     if as_json:
         _emit(report.to_dict())
     else:

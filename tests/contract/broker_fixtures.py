@@ -70,6 +70,8 @@ class BrokerCase:
     # IB's average cost includes the commission paid; the others report the price alone.
     avg_includes_commission: bool = False
     closers: list[Callable[[], object]] = field(default_factory=list)
+    # Alpaca and IB hold a session or a connection: once closed, their queries raise BrokerUnavailable.
+    holds_connection: bool = False
 
     def close(self) -> None:
         for closer in self.closers:
@@ -118,6 +120,7 @@ def make_case(name: str, tmp_path: Path) -> BrokerCase:
             api.set_price,
             lambda cid: len(api.orders_with_client_id(cid)),
             secrets=(CANARY_KEY, CANARY_SECRET),
+            holds_connection=True,
         )
     if name == "ib":
         gateway = PaperGateway(clock)
@@ -130,5 +133,6 @@ def make_case(name: str, tmp_path: Path) -> BrokerCase:
             lambda cid: len(gateway.orders_with_ref(cid)),
             avg_includes_commission=True,
             closers=[ib.close],
+            holds_connection=True,
         )
     raise ValueError(name)

@@ -12,6 +12,7 @@ import pytest
 
 from tests.contract.broker_fixtures import BROKER_CASES, SPY_CLOSE, BrokerCase, intent, make_case
 from tradeflow.domain import OrderStatus, Side, SubmitOutcome
+from tradeflow.errors import BrokerUnavailable
 from tradeflow.execution.base import Broker
 
 
@@ -181,3 +182,28 @@ def test_f2_secrets_never_appear_in_repr_or_str(broker_case: BrokerCase) -> None
     shown = " ".join([repr(broker), str(broker), repr(result), repr(broker.positions()), repr(broker.account())])
     for secret in broker_case.secrets:
         assert secret not in shown
+
+
+def test_close_is_idempotent_and_a_closed_adapter_never_answers_from_a_dead_connection(
+    broker_case: BrokerCase,
+) -> None:
+    broker = broker_case.broker
+    cid = "tf-conf-SPY-20240105-60"
+    assert broker.submit(intent(cid, seq=60)).outcome is SubmitOutcome.ACCEPTED
+
+    broker.close()
+    broker.close()  # a runtime and a caller's finally may both close: the second is a no-op
+
+    queries = (broker.positions, broker.account, broker.open_orders, broker.executions, lambda: broker.get_order(cid))
+    if broker_case.holds_connection:
+        # A query after close must say "unknown", never answer "flat" or "no orders" (B3).
+        for query in queries:
+            with pytest.raises(BrokerUnavailable, match="closed"):
+                query()
+    else:
+        # Documented in execution/base.py: sim and fake hold no connection, so close releases
+        # nothing and their books keep answering; the order and its position are still there.
+        assert broker.positions()["SPY"].qty == 10
+        order = broker.get_order(cid)
+        assert order is not None
+        assert order.status is OrderStatus.FILLED

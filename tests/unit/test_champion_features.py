@@ -79,12 +79,9 @@ def test_tick_builds_the_champions_own_feature_spec_and_decides(csv_trading, art
 
     settings = get_settings()
     _champion(settings.data_dir, artifact)
-    runtime = build_tick_runtime(settings, mode="paper", broker="sim", strategy="champion", now=OPEN_NOW)
-    try:
+    with build_tick_runtime(settings, mode="paper", broker="sim", strategy="champion", now=OPEN_NOW) as runtime:
         assert runtime.market_data(OPEN_NOW).spec == OWN_SPEC
         report = run_tick(runtime, OPEN_NOW)
-    finally:
-        runtime.ledger.close()
     assert report.status in ("TRADED", "NO_ACTION"), report.to_dict()
     assert report.target_weight in (0.0, 1.0)
 

@@ -282,8 +282,8 @@ def test_risk_limits_come_from_settings_and_a_misspelt_limit_is_a_one_line_error
 
     monkeypatch.setenv("TRADEFLOW_RISK__MAX_DRAWDOWN", "0.15")
     get_settings.cache_clear()
-    runtime = build_tick_runtime(get_settings(), mode="paper", broker="sim", strategy="sma", now=OPEN_NOW)
-    runtime.ledger.close()
+    with build_tick_runtime(get_settings(), mode="paper", broker="sim", strategy="sma", now=OPEN_NOW) as runtime:
+        pass
     assert runtime.governor.limits.max_drawdown == Decimal("0.15")
 
     monkeypatch.setenv("TRADEFLOW_RISK__MAX_DRAWDON", "0.15")

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import pandas as pd
 
@@ -55,6 +55,13 @@ log = logging.getLogger("tradeflow.tick")
 
 LEDGER_FAILURE = "ledger failure: no new entries until the ledger is healthy"
 
+
+class _Closeable(Protocol):
+    def close(self) -> None: ...
+
+
+_Closing = TypeVar("_Closing", bound=_Closeable)
+
 NON_TERMINAL = (
     OrderStatus.INTENDED,
     OrderStatus.SUBMITTED,
@@ -66,7 +73,11 @@ NON_TERMINAL = (
 
 @dataclass
 class TickRuntime:
-    """Everything a tick needs, chosen by bootstrap (paper/live) or by a test (fakes)."""
+    """Everything a tick needs, chosen by bootstrap (paper/live) or by a test (fakes).
+
+    It owns what was opened for it: `with runtime:` (or `close()`) closes the broker, the ledger and
+    every resource registered with `own` (the learning store a governed rule opens per tick), so a
+    tick never leaves a connection, an IB thread or a SQLite handle to the garbage collector."""
 
     calendar: MarketCalendar
     broker: Broker
@@ -85,6 +96,30 @@ class TickRuntime:
     max_submit_attempts: int = 3  # for definitive 429-style rejections, same client id each time
     sleep: Callable[[float], None] = lambda s: None
     checkpoint: Callable[[str], None] = lambda name: None  # crash tests kill the process here
+    _owned: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, init=False, repr=False)
+    _closed: bool = field(default=False, init=False, repr=False)
+
+    def own(self, resource: _Closing) -> _Closing:
+        """Close `resource` with this runtime (before the broker and the ledger); returns it."""
+        self._owned.callback(resource.close)
+        return resource
+
+    def close(self) -> None:
+        """Close what this runtime owns, newest first, the ledger last; idempotent. Each is closed
+        even when an earlier one fails (the first failure is raised after all were tried)."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.ExitStack() as stack:
+            stack.callback(self.ledger.close)
+            stack.callback(self.broker.close)
+            stack.push(self._owned)
+
+    def __enter__(self) -> TickRuntime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @dataclass

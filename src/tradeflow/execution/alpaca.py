@@ -142,6 +142,7 @@ class AlpacaBroker:
         self._lock = threading.Lock()
         # Alpaca's order id -> our client id: fill activities name the order by Alpaca's id only.
         self._client_ids: dict[str, str] = {}
+        self._closed = False
 
     @classmethod
     def from_settings(cls, settings: AlpacaSettings, *, limiter: RequestRateLimiter | None = None) -> AlpacaBroker:
@@ -160,10 +161,22 @@ class AlpacaBroker:
 
     __str__ = __repr__
 
+    def close(self) -> None:
+        """Close the client's HTTP session (its pooled connections). Idempotent; afterwards every
+        call raises BrokerUnavailable, as the protocol says."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            session = getattr(self._client, "_session", None)  # alpaca-py's RESTClient keeps one
+            if isinstance(session, requests.Session):
+                session.close()
+
     # ------------------------------------------------------------------ Broker protocol
 
     def submit(self, intent: OrderIntent) -> SubmitResult:
         cid = intent.client_order_id
+        self._check_open()  # before the try below: a closed adapter sent nothing, so it is not ambiguous
         request = order_request(intent)  # a bad intent raises here, before anything is sent
         try:
             answer = self._call(self._client.submit_order, request)
@@ -261,8 +274,13 @@ class AlpacaBroker:
 
     # ------------------------------------------------------------------ internals
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BrokerUnavailable("alpaca: the adapter is closed")
+
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
         with self._lock:
+            self._check_open()
             self._limiter.acquire()
             return fn(*args)
 

@@ -8,6 +8,10 @@ Rules every adapter follows:
 - queries (`get_order`, `positions`, `account`, `executions`, `open_orders`) raise BrokerUnavailable
   when they cannot answer: an unanswered query means "unknown", never "empty" or "flat".
 - vendor SDK types never leave the adapter; money and quantities are Decimal.
+- `close` releases what the adapter holds (a connection, a session, a thread) and is idempotent; the
+  tick's runtime calls it when the tick ends. After it, an adapter that held a connection (alpaca,
+  ib) raises BrokerUnavailable from every call, so a closed adapter can never answer "flat". sim
+  and fake hold nothing: their close is a no-op and their books keep answering.
 """
 
 from __future__ import annotations
@@ -40,4 +44,8 @@ class Broker(Protocol):
 
     def executions(self, since: dt.datetime | None = None) -> list[Execution]:
         """Fill reports since `since` (all known when None), for reconciliation after reconnects."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection or session; idempotent."""
         ...

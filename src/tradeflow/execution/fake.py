@@ -242,6 +242,9 @@ class FakeBroker:
             delivered = [e for e in delivered for _ in range(2)]
         return delivered
 
+    def close(self) -> None:
+        """Nothing to release (an in-memory book); faults are injected per call, not on close."""
+
     # ------------------------------------------------------------------ internals
 
     def _enter(self, method: str) -> None:

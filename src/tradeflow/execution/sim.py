@@ -289,6 +289,9 @@ class SimBroker:
         with self._lock:
             return [e for e in self._executions if since is None or e.timestamp >= since]
 
+    def close(self) -> None:
+        """Nothing to release: every change is already saved to the state file when it happens."""
+
     # ------------------------------------------------------------------ the market and test hooks
 
     def set_price(self, symbol: str, price: Decimal | float | str, volume: float = 0.0) -> list[Execution]:

@@ -31,7 +31,7 @@ from typing import Any
 import pandas as pd
 
 from tradeflow.errors import InputError, StoreError
-from tradeflow.learning.experiments import Experiment, ExperimentStatus, HistoryKind
+from tradeflow.learning.values import Experiment, ExperimentStatus, HistoryKind
 from tradeflow.ledger.schema import to_json, ts_text, ts_value
 
 SCHEMA_VERSION = 1
