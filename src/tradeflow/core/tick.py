@@ -284,7 +284,15 @@ def run_tick(rt: TickRuntime, now: Any) -> TickReport:
     # will face (G2): the broker's own mark may still be the previous close on a gap open.
     position = book.positions.get(rt.symbol)
     shares = position.qty if position else Decimal(0)
-    close = Decimal(str(float(features.bars["close"].iloc[-1])))
+    last_close = Decimal(str(float(features.bars["close"].iloc[-1])))
+    # The price the order will face: the broker's quote when it has one, else the last close (the sim
+    # broker fills at the price it was given; an adapter without market data has no better figure).
+    try:
+        quoted = rt.broker.quote(rt.symbol)
+    except BrokerUnavailable as exc:
+        report.notes.append(f"no quote ({exc}): sizing at the last close")
+        quoted = None
+    close = quoted if quoted is not None and quoted > 0 else last_close
     held = {s: p.qty for s, p in book.positions.items()}
     marked = mark_equity(book.account.cash, held, {rt.symbol: close})
     equity = book.account.equity if marked is None else marked
@@ -351,7 +359,7 @@ def run_tick(rt: TickRuntime, now: Any) -> TickReport:
         session_start_equity=start_equity,
         equity_peak=peak,
         prices={rt.symbol: close},
-        last_close={rt.symbol: close},
+        last_close={rt.symbol: last_close},
         state_reason=state.reason,
         state_session=pd.Timestamp(state.since).tz_convert("America/New_York").date() if state.since else None,
         kill_switch=state.reason.startswith("kill switch"),

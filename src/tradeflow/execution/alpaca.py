@@ -32,6 +32,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
 import requests
@@ -246,6 +247,11 @@ class AlpacaBroker:
             position = self._parse("positions", position_to_domain, raw)
             out[position.symbol] = position
         return out
+
+    def quote(self, symbol: str) -> Decimal | None:
+        """None: the adapter does not read live market data yet, so the tick sizes and marks at the
+        last completed close (a gap open is then caught by the price band only when a quote exists)."""
+        return None
 
     def account(self) -> Account:
         answer = self._query("account", self._client.get_account)

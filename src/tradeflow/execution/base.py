@@ -17,6 +17,7 @@ Rules every adapter follows:
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
 from tradeflow.domain import Account, BrokerOrder, Execution, OrderIntent, Position, SubmitResult
@@ -44,6 +45,11 @@ class Broker(Protocol):
 
     def executions(self, since: dt.datetime | None = None) -> list[Execution]:
         """Fill reports since `since` (all known when None), for reconciliation after reconnects."""
+        ...
+
+    def quote(self, symbol: str) -> Decimal | None:
+        """The price a market order in `symbol` would face now, or None when the adapter has no live
+        price: the tick then sizes and marks at the last completed close (issue 9, G2)."""
         ...
 
     def close(self) -> None:

@@ -230,6 +230,10 @@ class FakeBroker:
         self._enter("account")
         return self.core.account()
 
+    def quote(self, symbol: str) -> Decimal | None:
+        self._enter("quote")
+        return self.core.quote(symbol)
+
     def executions(self, since: dt.datetime | None = None) -> list[Execution]:
         self._enter("executions")
         delivered = self.core.executions(since)

@@ -27,6 +27,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
 from tradeflow.config import IBSettings
@@ -160,6 +161,11 @@ class IBBroker:
 
     def positions(self) -> dict[str, Position]:
         return self._in_thread(lambda: self._query("positions", self._positions))
+
+    def quote(self, symbol: str) -> Decimal | None:
+        """None: the adapter does not read live market data yet, so the tick sizes and marks at the
+        last completed close (a gap open is then caught by the price band only when a quote exists)."""
+        return None
 
     def account(self) -> Account:
         # IB refreshes account-summary values about every 3 minutes. A tick reconciles before it

@@ -294,6 +294,12 @@ class SimBroker:
 
     # ------------------------------------------------------------------ the market and test hooks
 
+    def quote(self, symbol: str) -> Decimal | None:
+        """The reference price market orders fill at (before spread, slippage and impact)."""
+        with self._lock:
+            known = self._prices.get(symbol)
+            return None if known is None else known[0]
+
     def set_price(self, symbol: str, price: Decimal | float | str, volume: float = 0.0) -> list[Execution]:
         """The reference price for `symbol` (+ the day's volume for the impact term). Resting orders
         that can fill at it fill now; returns the new executions."""
