@@ -20,8 +20,6 @@ from typing import Any, NamedTuple
 
 from tradeflow.domain import OrderIntent, OrderStatus, Side, TradingState
 
-SCHEMA_VERSION = 2
-
 # Each version's statements run once, in order, inside one transaction; IF NOT EXISTS keeps a
 # half-known database (created by an older run of the same version) safe to open again.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -152,6 +150,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         )""",
     ),
 }
+
+# The version a migrated ledger is at: infra.sqlite numbers the migrations 1..n.
+SCHEMA_VERSION = max(MIGRATIONS)
 
 TABLES = (
     "schema_version",
