@@ -31,20 +31,30 @@ def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
         conn.close()
 
 
+def write(db: SqliteDb, *statements: str, then: Exception | None = None) -> None:
+    """One write transaction running `statements`, then raising `then` when given."""
+    with db.write("add") as c:
+        for statement in statements:
+            c.execute(statement)
+        if then is not None:
+            raise then
+
+
+def count(db: SqliteDb) -> int:
+    with db.read("count") as c:
+        return int(c.execute("SELECT COUNT(*) FROM notes").fetchone()[0])
+
+
 def test_a_failed_write_rolls_back_every_statement_and_raises_the_callers_error(tmp_path: Path) -> None:
     db = open_db(tmp_path / "s.sqlite")
+    first, null = "INSERT INTO notes (text) VALUES ('first')", "INSERT INTO notes (text) VALUES (NULL)"
     with pytest.raises(StoreBroke, match=r"test store write failed \(add\): NOT NULL"):
-        with db.write("add") as c:
-            c.execute("INSERT INTO notes (text) VALUES ('first')")
-            c.execute("INSERT INTO notes (text) VALUES (NULL)")
-    with pytest.raises(ValueError, match="not sqlite"):  # other errors pass through, rolled back too
-        with db.write("add") as c:
-            c.execute("INSERT INTO notes (text) VALUES ('second')")
-            raise ValueError("not sqlite")
-    with db.read("count") as c:
-        assert c.execute("SELECT COUNT(*) FROM notes").fetchone()[0] == 0
-    with db.write("add") as c:  # the connection is usable again
-        c.execute("INSERT INTO notes (text) VALUES ('third')")
+        write(db, first, null)
+    # Other errors pass through as they are, and roll back too.
+    with pytest.raises(ValueError, match="not sqlite"):
+        write(db, "INSERT INTO notes (text) VALUES ('second')", then=ValueError("not sqlite"))
+    assert count(db) == 0
+    write(db, "INSERT INTO notes (text) VALUES ('third')")  # the connection is usable again
     db.close()
     assert rows(tmp_path / "s.sqlite", "SELECT text FROM notes") == [("third",)]
 
@@ -78,11 +88,9 @@ def test_sqlite_failures_on_open_and_read_map_to_the_callers_error(tmp_path: Pat
     db = open_db(tmp_path / "s.sqlite")
     db.close()
     with pytest.raises(StoreBroke, match=r"test store read failed \(count\)"):
-        with db.read("count") as c:
-            c.execute("SELECT COUNT(*) FROM notes")
+        count(db)
     with pytest.raises(StoreBroke, match=r"test store write failed \(add\)"):
-        with db.write("add"):
-            pass
+        write(db)
 
 
 def test_a_current_database_opens_and_reads_while_another_writer_holds_the_lock(tmp_path: Path) -> None:
@@ -92,11 +100,9 @@ def test_a_current_database_opens_and_reads_while_another_writer_holds_the_lock(
     writer.execute("BEGIN IMMEDIATE")
     try:
         db = open_db(path, busy_timeout_ms=100)
-        with db.read("count") as c:
-            assert c.execute("SELECT COUNT(*) FROM notes").fetchone()[0] == 0
+        assert count(db) == 0
         with pytest.raises(StoreBroke, match="locked"):
-            with db.write("add"):
-                pass
+            write(db)
         db.close()
     finally:
         writer.execute("ROLLBACK")
