@@ -11,8 +11,8 @@ Rules the class keeps:
   refuse to change it after the insert, refuse to touch a concluded experiment and refuse deletes.
   A unique partial index allows at most one running experiment per strategy.
 - Every SQLite failure surfaces as StoreError after a rollback.
-- The store never reads the clock: `now` is always passed in (the governance functions in
-  `experiments.py` resolve it at the boundary).
+- The store never reads the clock: `now` is always passed in, from the caller of the governance
+  functions in `experiments.py` (the CLI, the flow's task) down.
 """
 
 from __future__ import annotations
