@@ -1,7 +1,8 @@
 """House rules checked on every test run: dependency contracts, lint, types.
 
 import-linter enforces DESIGN.md's dependency rules (src never imports prefect, flows or tasks;
-vendor SDKs stay in their adapters; GX stays in the gate's GX layer). ruff and mypy keep main clean.
+tradeflow.infra imports nothing else from tradeflow; vendor SDKs stay in their adapters; GX stays in
+the gate's GX layer). A source scan keeps wall-clock reads out of src/. ruff and mypy keep main clean.
 """
 
 from __future__ import annotations
