@@ -83,6 +83,7 @@ def reviewed(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
         test=0.2,
         session=dt.date(2013, 1, 2),
         hypothesis="less noise in the entry signal raises the net return per trade",
+        now=pd.Timestamp("2013-01-02 17:00", tz="America/New_York").to_pydatetime(),
     )
     results: list[ReviewResult] = []
 

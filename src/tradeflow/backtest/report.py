@@ -28,8 +28,8 @@ import pandas as pd
 from tradeflow.backtest.breakers import BreakerEvent
 from tradeflow.backtest.folds import Fold
 from tradeflow.backtest.metrics import METRIC_KEYS, to_jsonable
-from tradeflow.data.store import atomic_write_bytes, atomic_write_text
 from tradeflow.errors import InputError
+from tradeflow.infra.files import atomic_write_bytes, atomic_write_text
 
 if TYPE_CHECKING:
     from tradeflow.registry.promotion import PromotionDecision

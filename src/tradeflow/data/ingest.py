@@ -25,7 +25,8 @@ from tradeflow.data.quality import GateContext, raise_for_report, run_gate
 from tradeflow.data.quality.known_events import KnownEvents
 from tradeflow.data.quality.report import BarOrigin, QualityReport
 from tradeflow.data.sources import SOURCE_NAMES, BarSource, fetch_with_retry, make_source
-from tradeflow.data.store import SnapshotInfo, SnapshotStore, atomic_write_text
+from tradeflow.data.store import SnapshotInfo, SnapshotStore
+from tradeflow.infra.files import atomic_write_text
 from tradeflow.errors import EmptyDataError, InputError
 
 log = logging.getLogger("tradeflow.data.ingest")

@@ -13,12 +13,9 @@ exclusive flock, so two writers cannot lose each other's entries.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 import re
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,7 @@ import pandas as pd
 
 from tradeflow.data.bars import BAR_COLUMNS, frame_digest, sort_bars
 from tradeflow.errors import StoreError
+from tradeflow.infra.files import atomic_write_parquet, atomic_write_text, exclusive_lock
 
 MANIFEST_VERSION = 1
 
@@ -54,51 +52,6 @@ class SnapshotInfo:
 
 def symbol_dir_name(symbol: str) -> str:
     return re.sub(r"[^A-Za-z0-9.\-]", "_", symbol)
-
-
-@contextlib.contextmanager
-def exclusive_lock(directory: Path) -> Iterator[None]:
-    """Hold an exclusive flock on `directory`/.lock: serialises read-modify-write of shared files."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write bytes to `path` via a temporary sibling and os.replace (readers never see a partial file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_parquet(path: Path, frame: pd.DataFrame) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 # SnapshotInfo's fields: the JSON types they must have, and how a message names them.

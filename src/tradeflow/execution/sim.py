@@ -28,7 +28,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tradeflow.data.store import atomic_write_text
 from tradeflow.domain import (
     CASH_QUANTUM,
     Account,
@@ -43,6 +42,7 @@ from tradeflow.domain import (
     to_cents,
 )
 from tradeflow.errors import BrokerError
+from tradeflow.infra.files import atomic_write_text
 from tradeflow.sim.costs import CostModel
 
 Clock = Callable[[], dt.datetime]

@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tradeflow.data.store import atomic_write_parquet
 from tradeflow.errors import InputError
 from tradeflow.features import indicators as ind
 from tradeflow.features.schema import FeatureError, validate_features
 from tradeflow.features.spec import DEFAULT_SPEC, FeatureSpec
+from tradeflow.infra.files import atomic_write_parquet
 from tradeflow.sim.market import MarketArrays
 
 _PRICES = ("open", "high", "low", "close", "adj_close")

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from tradeflow.errors import ConfigError
+from tradeflow.infra.jsontext import canonical_json
 
 FEATURE_VERSION = "v1"
 
@@ -140,8 +140,7 @@ class FeatureSpec:
     @property
     def digest(self) -> str:
         """A stable sha256 of the spec (canonical JSON with sorted keys): equal specs, equal digest."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+        return hashlib.sha256(canonical_json(self.to_dict()).encode("utf-8")).hexdigest()
 
     def replace(self, **changes: Any) -> FeatureSpec:
         """A copy with some fields changed (validated again), e.g. DEFAULT_SPEC.replace(include_vix=False)."""

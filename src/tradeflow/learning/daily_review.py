@@ -258,7 +258,7 @@ def run_review(
     health: HealthReport | None = None,
     llm: LlmSettings | None = None,
     min_trades: int = 30,
-    now: dt.datetime | None = None,
+    now: dt.datetime,
 ) -> ReviewResult:
     """Review `session` (after its close): trades, patterns, experiments (which may adopt a change),
     health and notes. Re-running it for the same session writes no second adoption: a concluded

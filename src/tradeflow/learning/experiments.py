@@ -287,12 +287,6 @@ class ReviewAction:
     follow_up_id: str = ""
 
 
-def _now(now: dt.datetime | None) -> dt.datetime:
-    # The store never reads the clock; the wall clock is read here, at the boundary, and only for
-    # the rows' `ts` (when written). Every decision depends on `session` alone.
-    return now if now is not None else dt.datetime.now(dt.UTC)
-
-
 def _new_id(store: LearningStore, strategy: str, param: str, session: dt.date) -> str:
     # Deterministic for a given store history, so a replay produces the same ids and the same arms.
     return f"{strategy}.{param}.{session.isoformat()}.{store.count_experiments(strategy) + 1}"
@@ -312,7 +306,7 @@ def propose(
     min_effect: float = 0.005,
     hypothesis: str = "",
     experiment_id: str | None = None,
-    now: dt.datetime | None = None,
+    now: dt.datetime,
 ) -> Experiment:
     """Register an experiment and its "proposed" history row. InputError when the strategy already
     runs an experiment, when control is 0 (a relative shift of 0 is undefined), when control is not
@@ -345,16 +339,14 @@ def propose(
     )
     if hypothesis:
         reasoning += f". Hypothesis: {hypothesis}"
-    store.insert_experiment(experiment, reasoning=reasoning, now=_now(now), evidence={"hypothesis": hypothesis})
+    store.insert_experiment(experiment, reasoning=reasoning, now=now, evidence={"hypothesis": hypothesis})
     return experiment
 
 
-def abandon(
-    store: LearningStore, experiment_id: str, session: dt.date, reason: str, *, now: dt.datetime | None = None
-) -> None:
+def abandon(store: LearningStore, experiment_id: str, session: dt.date, reason: str, *, now: dt.datetime) -> None:
     """End a running experiment without a verdict (e.g. the strategy is retired), with its reason."""
     store.conclude_experiment(
-        experiment_id, ExperimentStatus.ABANDONED, session=session, reasoning=f"abandoned: {reason}", now=_now(now)
+        experiment_id, ExperimentStatus.ABANDONED, session=session, reasoning=f"abandoned: {reason}", now=now
     )
 
 
@@ -364,7 +356,7 @@ def review(
     session: dt.date,
     *,
     governance: Governance = DEFAULT_GOVERNANCE,
-    now: dt.datetime | None = None,
+    now: dt.datetime,
 ) -> list[ReviewAction]:
     """Review every running experiment on the trades exited by `session`, and act:
 
@@ -382,7 +374,6 @@ def review(
 
     Returns one action per history row written.
     """
-    when = _now(now)
     # created > session: replaying a session before the experiment existed.
     running = [exp for exp in store.experiments(ExperimentStatus.RUNNING) if exp.created <= session]
     if not running:
@@ -398,7 +389,7 @@ def review(
         result = analysis.evidence()
         if analysis.verdict == Verdict.REJECT:
             store.conclude_experiment(
-                exp.id, ExperimentStatus.REJECTED, session=session, reasoning=analysis.reasoning, now=when,
+                exp.id, ExperimentStatus.REJECTED, session=session, reasoning=analysis.reasoning, now=now,
                 result=result,
             )  # fmt: skip
             actions.append(
@@ -417,7 +408,7 @@ def review(
                     f"at the first review from {eligible.isoformat()}. {analysis.reasoning}"
                 )
                 store.append_history(
-                    HistoryKind.DEFERRED, session=session, reasoning=reasoning, now=when, strategy=exp.strategy,
+                    HistoryKind.DEFERRED, session=session, reasoning=reasoning, now=now, strategy=exp.strategy,
                     param=exp.param, old_value=exp.control, new_value=exp.test, experiment_id=exp.id,
                     evidence={**result, "last_change": last.isoformat(), "eligible_from": eligible.isoformat()},
                 )  # fmt: skip
@@ -452,7 +443,7 @@ def review(
             )
         reasoning += f". {analysis.reasoning}"
         store.conclude_experiment(
-            exp.id, ExperimentStatus.ADOPTED, session=session, reasoning=reasoning, now=when,
+            exp.id, ExperimentStatus.ADOPTED, session=session, reasoning=reasoning, now=now,
             result={**result, "new_value": new_value, "capped": capped}, new_value=new_value, follow_up=follow_up,
             follow_up_reasoning=follow_up_reasoning,
         )  # fmt: skip

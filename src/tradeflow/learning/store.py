@@ -11,8 +11,8 @@ Rules the class keeps:
   refuse to change it after the insert, refuse to touch a concluded experiment and refuse deletes.
   A unique partial index allows at most one running experiment per strategy.
 - Every SQLite failure surfaces as StoreError after a rollback.
-- The store never reads the clock: `now` is always passed in (the governance functions in
-  `experiments.py` resolve it at the boundary).
+- The store never reads the clock: `now` is always passed in, from the caller of the governance
+  functions in `experiments.py` (the CLI, the flow's task) down.
 """
 
 from __future__ import annotations
@@ -21,9 +21,6 @@ import datetime as dt
 import json
 import math
 import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,10 +28,9 @@ from typing import Any
 import pandas as pd
 
 from tradeflow.errors import InputError, StoreError
+from tradeflow.infra.sqlite import SqliteDb
 from tradeflow.learning.values import Experiment, ExperimentStatus, HistoryKind
 from tradeflow.ledger.schema import to_json, ts_text, ts_value
-
-SCHEMA_VERSION = 1
 
 _DESIGN_COLUMNS = "id, strategy, param, control, test, allocation, min_trades, alpha, min_effect, created_session"
 
@@ -117,6 +113,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
 }
 
+# The version a migrated store is at: infra.sqlite numbers the migrations 1..n.
+SCHEMA_VERSION = max(MIGRATIONS)
+
 TABLES = ("schema_version", "parameters", "experiments", "learning_history", "patterns")
 
 PATTERN_COLUMNS = (
@@ -182,38 +181,16 @@ class LearningStore:
 
     def __init__(self, path: Path, *, busy_timeout_ms: int = 5000) -> None:
         self.path = Path(path)
-        self._lock = threading.RLock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: BEGIN IMMEDIATE is issued by hand, so the write lock is taken up
-            # front (busy_timeout applies) instead of failing mid-transaction on lock upgrade.
-            conn = sqlite3.connect(
-                self.path, timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
-            )
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open learning store {self.path}: {exc}") from exc
-        self._conn = conn
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StoreError(f"learning store {self.path} refused WAL mode (got {mode})")
-            # FULL, as the ledger: an adoption is rare and must not be lost to a power cut after
-            # the strategy has already traded on it.
-            conn.execute("PRAGMA synchronous = FULL")
-            self._migrate()
-        except sqlite3.Error as exc:
-            conn.close()
-            raise StoreError(f"cannot open learning store {self.path}: {exc}") from exc
-        except StoreError:
-            conn.close()
-            raise
+        # synchronous=FULL (set by SqliteDb), as the ledger: an adoption is rare and must not be lost
+        # to a power cut after the strategy has already traded on it.
+        self._db = SqliteDb(
+            self.path, label="learning store", error=StoreError, migrations=MIGRATIONS, busy_timeout_ms=busy_timeout_ms
+        )
 
     # --- plumbing -------------------------------------------------------------------------------
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._db.close()
 
     def __enter__(self) -> LearningStore:
         return self
@@ -221,63 +198,8 @@ class LearningStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextmanager
-    def _write(self, what: str) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction: all its statements commit together or none do."""
-        with self._lock:
-            conn = self._conn
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise StoreError(f"learning store write failed ({what}): {exc}") from exc
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                if conn.in_transaction:
-                    with suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise StoreError(f"learning store write failed ({what}): {exc}") from exc
-                raise
-
-    @contextmanager
-    def _read(self, what: str) -> Iterator[sqlite3.Connection]:
-        """A read snapshot (WAL readers never wait for the writer)."""
-        with self._lock:
-            conn = self._conn
-            try:
-                conn.execute("BEGIN")
-                try:
-                    yield conn
-                finally:
-                    if conn.in_transaction:
-                        conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise StoreError(f"learning store read failed ({what}): {exc}") from exc
-
-    def _migrate(self) -> None:
-        # A current store opens without taking the write lock, so a reader can open it while the
-        # review is writing.
-        known = self._conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
-        ).fetchone()
-        if known and self._conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION:
-            return
-        with self._write("migrate") as c:
-            c.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY)")
-            current = c.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
-            if current > SCHEMA_VERSION:
-                raise StoreError(
-                    f"learning store {self.path} has schema v{current}, newer than this code (v{SCHEMA_VERSION})"
-                )
-            for version in range(current + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[version]:
-                    c.execute(statement)
-                c.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
-
     def schema_version(self) -> int:
-        with self._read("schema_version") as c:
+        with self._db.read("schema_version") as c:
             return int(c.execute("SELECT MAX(version) FROM schema_version").fetchone()[0])
 
     @staticmethod
@@ -309,7 +231,7 @@ class LearningStore:
 
     def params(self, strategy: str) -> dict[str, float]:
         """The adopted overrides of `strategy` (not its defaults: the strategy owns those)."""
-        with self._read("params") as c:
+        with self._db.read("params") as c:
             rows = c.execute("SELECT name, value FROM parameters WHERE strategy = ? ORDER BY name", (strategy,))
             return {name: float(value) for name, value in rows.fetchall()}
 
@@ -342,7 +264,7 @@ class LearningStore:
     ) -> None:
         """Register a running experiment and its "proposed" history row, together. InputError when
         the strategy already runs one or the id is taken."""
-        with self._write("insert_experiment") as c:
+        with self._db.write("insert_experiment") as c:
             self._insert_experiment(c, experiment, reasoning=reasoning, now=now, evidence=evidence)
 
     def _insert_experiment(
@@ -401,7 +323,7 @@ class LearningStore:
             raise InputError("an experiment is concluded as adopted, rejected or abandoned, not running")
         if (status == ExperimentStatus.ADOPTED) != (new_value is not None):
             raise InputError("a new value goes with an adoption, and only with one")
-        with self._write("conclude_experiment") as c:
+        with self._db.write("conclude_experiment") as c:
             row = c.execute(f"SELECT {_EXPERIMENT_COLUMNS} FROM experiments WHERE id = ?", (experiment_id,)).fetchone()
             if row is None:
                 raise InputError(f"no experiment {experiment_id!r}")
@@ -429,35 +351,35 @@ class LearningStore:
         if status is not None:
             sql += " WHERE status = ?"
             args = (str(ExperimentStatus(status)),)
-        with self._read("experiments") as c:
+        with self._db.read("experiments") as c:
             rows = c.execute(sql + " ORDER BY created_session, created_at, id", args).fetchall()
         return [_experiment_from_row(r) for r in rows]
 
     def get_experiment(self, experiment_id: str) -> Experiment | None:
-        with self._read("get_experiment") as c:
+        with self._db.read("get_experiment") as c:
             row = c.execute(f"SELECT {_EXPERIMENT_COLUMNS} FROM experiments WHERE id = ?", (experiment_id,)).fetchone()
         return None if row is None else _experiment_from_row(row)
 
     def experiment_result(self, experiment_id: str) -> dict[str, Any] | None:
         """The analysis a concluded experiment was decided on (None while it runs)."""
-        with self._read("experiment_result") as c:
+        with self._db.read("experiment_result") as c:
             row = c.execute("SELECT result FROM experiments WHERE id = ?", (experiment_id,)).fetchone()
         return None if row is None or row[0] is None else dict(json.loads(row[0]))
 
     def running_experiment(self, strategy: str) -> Experiment | None:
-        with self._read("running_experiment") as c:
+        with self._db.read("running_experiment") as c:
             row = c.execute(
                 f"SELECT {_EXPERIMENT_COLUMNS} FROM experiments WHERE strategy = ? AND status = 'running'", (strategy,)
             ).fetchone()
         return None if row is None else _experiment_from_row(row)
 
     def count_experiments(self, strategy: str) -> int:
-        with self._read("count_experiments") as c:
+        with self._db.read("count_experiments") as c:
             return int(c.execute("SELECT COUNT(*) FROM experiments WHERE strategy = ?", (strategy,)).fetchone()[0])
 
     def last_change(self, strategy: str) -> dt.date | None:
         """The session of the strategy's last adopted parameter change (any parameter)."""
-        with self._read("last_change") as c:
+        with self._db.read("last_change") as c:
             row = c.execute(
                 "SELECT MAX(session) FROM learning_history WHERE strategy = ? AND kind = 'adopted'", (strategy,)
             ).fetchone()
@@ -483,7 +405,7 @@ class LearningStore:
         kind = HistoryKind(kind)
         if kind not in _FREE_KINDS:
             raise InputError(f"history kind {kind!s} is written only with the change it records")
-        with self._write("append_history") as c:
+        with self._db.write("append_history") as c:
             return self._history(
                 c, kind, session=session, now=now, reasoning=reasoning, strategy=strategy, param=param,
                 old_value=old_value, new_value=new_value, experiment_id=experiment_id, evidence=evidence,
@@ -503,7 +425,7 @@ class LearningStore:
                 clauses.append(f"{column} = ?")
                 args.append(str(HistoryKind(value)) if column == "kind" else str(value))
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        with self._read("history") as c:
+        with self._db.read("history") as c:
             rows = c.execute(f"SELECT {_HISTORY_COLUMNS} FROM learning_history{where} ORDER BY id", args).fetchall()
         out = []
         for rid, ts, session, k, strat, param, old, new, eid, reasoning, evidence in rows:
@@ -534,7 +456,7 @@ class LearningStore:
                 (session.isoformat(), str(values["dimension"]), str(values["value"]), int(values["n"]),
                  *(_finite_or_none(values[col]) for col in _PATTERN_FLOATS), int(bool(values["significant"])))
             )  # fmt: skip
-        with self._write("record_patterns") as c:
+        with self._db.write("record_patterns") as c:
             c.execute("DELETE FROM patterns WHERE session = ?", (session.isoformat(),))
             c.executemany(f"INSERT INTO patterns (session, {', '.join(PATTERN_COLUMNS)}) VALUES ({'?,' * 11}?)", rows)
         return len(rows)
@@ -546,7 +468,7 @@ class LearningStore:
         if session is not None:
             sql += " WHERE session = ?"
             args = (session.isoformat(),)
-        with self._read("patterns") as c:
+        with self._db.read("patterns") as c:
             rows = c.execute(sql + " ORDER BY session, dimension, value", args).fetchall()
         frame = pd.DataFrame(rows, columns=["session", *PATTERN_COLUMNS])
         frame["session"] = [dt.date.fromisoformat(s) for s in frame["session"]]
@@ -561,7 +483,7 @@ class LearningStore:
     def dump(self) -> dict[str, list[dict[str, Any]]]:
         """Every table as a list of row dicts, for debugging and bug reports."""
         out: dict[str, list[dict[str, Any]]] = {}
-        with self._read("dump") as c:
+        with self._db.read("dump") as c:
             for table in TABLES:
                 cur = c.execute(f"SELECT * FROM {table}")
                 names = [d[0] for d in cur.description]

@@ -20,9 +20,9 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from tradeflow.data.store import atomic_write_text
 from tradeflow.domain import TradingState
 from tradeflow.errors import LedgerError
+from tradeflow.infra.files import atomic_write_text
 from tradeflow.ledger.schema import ts_text, ts_value
 
 LATCH_VERSION = 1

@@ -12,15 +12,13 @@ writer is (our code, a person with the sqlite3 shell, a future bug).
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, NamedTuple
 
 from tradeflow.domain import OrderIntent, OrderStatus, Side, TradingState
-
-SCHEMA_VERSION = 2
+from tradeflow.infra.jsontext import canonical_json
 
 # Each version's statements run once, in order, inside one transaction; IF NOT EXISTS keeps a
 # half-known database (created by an older run of the same version) safe to open again.
@@ -153,6 +151,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
 }
 
+# The version a migrated ledger is at: infra.sqlite numbers the migrations 1..n.
+SCHEMA_VERSION = max(MIGRATIONS)
+
 TABLES = (
     "schema_version",
     "orders",
@@ -244,7 +245,7 @@ def _json_default(obj: Any) -> Any:
 
 
 def to_json(payload: Any) -> str:
-    return json.dumps(payload, default=_json_default, sort_keys=True, separators=(",", ":"))
+    return canonical_json(payload, default=_json_default)
 
 
 # --- row types ------------------------------------------------------------------------------

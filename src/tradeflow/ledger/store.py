@@ -13,10 +13,10 @@ Rules the class keeps:
   contains is not counted twice. `recompute_positions()` / `recompute_cash()` redo the fold from
   scratch to prove the stored rows.
 
-synchronous=FULL rather than NORMAL: in WAL mode NORMAL survives a process kill but a power or OS
-failure may drop the last commits, and a lost intent or acknowledgement is exactly the gap
-reconciliation then has to cover. A tick writes a few dozen small transactions every five minutes,
-so one fsync per commit costs nothing that matters.
+synchronous=FULL (infra/sqlite.py sets it for every store) rather than NORMAL: in WAL mode NORMAL
+survives a process kill but a power or OS failure may drop the last commits, and a lost intent or
+acknowledgement is exactly the gap reconciliation then has to cover. A tick writes a few dozen small
+transactions every five minutes, so one fsync per commit costs nothing that matters.
 """
 
 from __future__ import annotations
@@ -25,15 +25,14 @@ import datetime as dt
 import json
 import math
 import sqlite3
-import threading
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from tradeflow.domain import BrokerOrder, Execution, OrderIntent, OrderStatus, Position, Side, TradingState
 from tradeflow.errors import LedgerError
+from tradeflow.infra.sqlite import SqliteDb
 from tradeflow.ledger.books import (
     fold_cash,
     fold_fill_into_cash,
@@ -49,7 +48,6 @@ from tradeflow.ledger.latch import LatchRecord, SafetyLatch, more_restrictive
 from tradeflow.ledger.schema import (
     MIGRATIONS,
     ORDER_COLUMNS,
-    SCHEMA_VERSION,
     TABLES,
     AuditKind,
     AuditRow,
@@ -76,36 +74,19 @@ class Ledger:
         self.latch = SafetyLatch(
             latch_path if latch_path is not None else self.path.with_name(self.path.name + ".latch.json")
         )
-        self._lock = threading.RLock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so the write lock is taken
-            # up front (busy_timeout applies) instead of failing mid-transaction on lock upgrade.
-            conn = sqlite3.connect(
-                self.path, timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
-            )
-        except (OSError, sqlite3.Error) as exc:
-            raise LedgerError(f"cannot open ledger {self.path}: {exc}") from exc
-        self._conn = conn
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise LedgerError(f"ledger {self.path} refused WAL mode (got {mode})")
-            conn.execute("PRAGMA synchronous = FULL")
-            self._migrate()
-        except sqlite3.Error as exc:
-            conn.close()
-            raise LedgerError(f"cannot open ledger {self.path}: {exc}") from exc
-        except LedgerError:
-            conn.close()
-            raise
+        self._db = SqliteDb(
+            self.path, label="ledger", error=LedgerError, migrations=MIGRATIONS, busy_timeout_ms=busy_timeout_ms
+        )
 
     # --- plumbing -------------------------------------------------------------------------------
 
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        # The raw connection, for tests that inject SQLite faults (a full disk) below the ledger.
+        return self._db.conn
+
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._db.close()
 
     def __enter__(self) -> Ledger:
         return self
@@ -113,63 +94,8 @@ class Ledger:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextmanager
-    def _write(self, what: str) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction: all its statements commit together or none do."""
-        with self._lock:
-            conn = self._conn
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise LedgerError(f"ledger write failed ({what}): {exc}") from exc
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                # SQLite already rolls back by itself on some errors (SQLITE_FULL): only roll back
-                # what is still open.
-                if conn.in_transaction:
-                    with suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise LedgerError(f"ledger write failed ({what}): {exc}") from exc
-                raise
-
-    @contextmanager
-    def _read(self, what: str) -> Iterator[sqlite3.Connection]:
-        """A read snapshot (WAL readers never wait for the writer)."""
-        with self._lock:
-            conn = self._conn
-            try:
-                conn.execute("BEGIN")
-                try:
-                    yield conn
-                finally:
-                    if conn.in_transaction:
-                        conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise LedgerError(f"ledger read failed ({what}): {exc}") from exc
-
-    def _migrate(self) -> None:
-        # A current ledger opens without taking the write lock, so `tradeflow status` can open it
-        # while a tick is writing.
-        known = self._conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
-        ).fetchone()
-        if known and self._conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION:
-            return
-        with self._write("migrate") as c:
-            c.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY)")
-            current = c.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
-            if current > SCHEMA_VERSION:
-                raise LedgerError(f"ledger {self.path} has schema v{current}, newer than this code (v{SCHEMA_VERSION})")
-            for version in range(current + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[version]:
-                    c.execute(statement)
-                c.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
-
     def schema_version(self) -> int:
-        with self._read("schema_version") as c:
+        with self._db.read("schema_version") as c:
             return int(c.execute("SELECT MAX(version) FROM schema_version").fetchone()[0])
 
     @staticmethod
@@ -194,7 +120,7 @@ class Ledger:
         same tick run again computes the same ids and must not send them again (A7)."""
         at = ts_text(now)
         payload = to_json({"intent": intent.__dict__})
-        with self._write("record_intent") as c:
+        with self._db.write("record_intent") as c:
             cid = intent.client_order_id
             if c.execute("SELECT 1 FROM orders WHERE client_order_id = ?", (cid,)).fetchone():
                 return False
@@ -224,7 +150,7 @@ class Ledger:
         `resolve_status`). With a broker report for an id the ledger lacks, the order is adopted
         (A5). Raises KeyError for an unknown id without a broker report."""
         at = ts_text(now)
-        with self._write("set_order_status") as c:
+        with self._db.write("set_order_status") as c:
             row = c.execute(f"SELECT {ORDER_COLUMNS} FROM orders WHERE client_order_id = ?", (client_order_id,))
             found = row.fetchone()
             if found is None:
@@ -270,7 +196,7 @@ class Ledger:
         return stored
 
     def get_order(self, client_order_id: str) -> LedgerOrder | None:
-        with self._read("get_order") as c:
+        with self._db.read("get_order") as c:
             row = c.execute(f"SELECT {ORDER_COLUMNS} FROM orders WHERE client_order_id = ?", (client_order_id,))
             found = row.fetchone()
         return None if found is None else order_from_row(found)
@@ -283,7 +209,7 @@ class Ledger:
             if not args:
                 return []
             sql += f" WHERE status IN ({','.join('?' * len(args))})"
-        with self._read("orders") as c:
+        with self._db.read("orders") as c:
             rows = c.execute(sql + " ORDER BY created_at, client_order_id", args).fetchall()
         return [order_from_row(r) for r in rows]
 
@@ -302,7 +228,7 @@ class Ledger:
         at, ts = ts_text(now), ts_text(e.timestamp)
         row = (e.execution_id, e.client_order_id, e.symbol, e.side.value, dec_text(e.qty), dec_text(e.price),
                dec_text(e.commission), ts, at)  # fmt: skip
-        with self._write("apply_execution") as c:
+        with self._db.write("apply_execution") as c:
             cur = c.execute("INSERT OR IGNORE INTO fills VALUES (?,?,?,?,?,?,?,?,?)", row)
             if cur.rowcount == 0:
                 old = c.execute("SELECT * FROM fills WHERE execution_id = ?", (e.execution_id,)).fetchone()
@@ -326,7 +252,7 @@ class Ledger:
         args: tuple[str, ...] = () if client_order_id is None else (client_order_id,)
         if client_order_id is not None:
             sql += " WHERE client_order_id = ?"
-        with self._read("fills") as c:
+        with self._db.read("fills") as c:
             rows = c.execute(sql + " ORDER BY ts, execution_id", args).fetchall()
         return [
             Execution(eid, cid, sym, Side(side), Decimal(q), Decimal(p), Decimal(fee), dt.datetime.fromisoformat(ts))
@@ -335,19 +261,19 @@ class Ledger:
 
     def last_fill_time(self) -> dt.datetime | None:
         """The newest execution timestamp: where a re-fetch after a reconnect starts (B5)."""
-        with self._read("last_fill_time") as c:
+        with self._db.read("last_fill_time") as c:
             return ts_value(c.execute("SELECT MAX(ts) FROM fills").fetchone()[0])
 
     def positions(self) -> dict[str, Position]:
         """Open positions (flat symbols left out)."""
-        with self._read("positions") as c:
+        with self._db.read("positions") as c:
             rows = c.execute("SELECT symbol, qty, avg_price FROM positions ORDER BY symbol").fetchall()
         out = {s: Position(s, Decimal(q), Decimal(a)) for s, q, a in rows}
         return {s: p for s, p in out.items() if p.qty != 0}
 
     def recompute_positions(self) -> dict[str, Position]:
         """Positions folded from fills and adjustments alone; equal to `positions()` by design."""
-        with self._read("recompute_positions") as c:
+        with self._db.read("recompute_positions") as c:
             symbols = [
                 r[0] for r in c.execute("SELECT symbol FROM fills UNION SELECT symbol FROM position_adjustments")
             ]
@@ -355,18 +281,18 @@ class Ledger:
         return {p.symbol: p for p in folded if p.qty != 0}
 
     def cash(self) -> Decimal:
-        with self._read("cash") as c:
+        with self._db.read("cash") as c:
             return Decimal(c.execute("SELECT balance FROM cash WHERE id = 1").fetchone()[0])
 
     def recompute_cash(self) -> Decimal:
-        with self._read("recompute_cash") as c:
+        with self._db.read("recompute_cash") as c:
             return fold_cash(c)[0]
 
     def set_cash(self, value: Decimal, reason: str, now: dt.datetime, run_id: str | None = None) -> Decimal:
         """Adopt a cash balance as of `now` (the broker's, B6, or a deposit): an audited EXTERNAL
         adjustment. Returns the stored balance (fills stamped after `now` stay on top)."""
         at = ts_text(now)
-        with self._write("set_cash") as c:
+        with self._db.write("set_cash") as c:
             before = Decimal(c.execute("SELECT balance FROM cash WHERE id = 1").fetchone()[0])
             c.execute(
                 "INSERT INTO cash_adjustments (balance, ts, reason) VALUES (?,?,?)", (dec_text(value), at, reason)
@@ -391,7 +317,7 @@ class Ledger:
         """Adopt the broker's position as of `now` (B1 drift, B2 unknown position): an audited
         EXTERNAL adjustment; later fills apply on top of it."""
         at = ts_text(now)
-        with self._write("adjust_position") as c:
+        with self._db.write("adjust_position") as c:
             row = c.execute("SELECT qty, avg_price FROM positions WHERE symbol = ?", (symbol,)).fetchone()
             c.execute(
                 "INSERT INTO position_adjustments (symbol, qty, avg_price, ts, reason) VALUES (?,?,?,?,?)",
@@ -430,7 +356,7 @@ class Ledger:
         self.latch.update(base, **changes)
 
     def trading_state(self) -> TradingStateRecord:
-        with self._read("trading_state") as c:
+        with self._db.read("trading_state") as c:
             effective, _ = self._effective(self._db_state(c))
         return TradingStateRecord(effective.state, effective.reason, effective.since)
 
@@ -438,7 +364,7 @@ class Ledger:
         """Persist the governor's state (E2/E3 survive a restart; G1 the loss of this file). False, and
         no audit row, when nothing changes; `since` moves only when the state itself changes."""
         at = ts_text(now)
-        with self._write("set_trading_state") as c:
+        with self._db.write("set_trading_state") as c:
             db = self._db_state(c)
             current, latch = self._effective(db)
             in_step = latch is None or (latch.state, latch.reason) == (db.state, db.reason)
@@ -457,7 +383,7 @@ class Ledger:
     def restore_from_latch(self, now: dt.datetime, run_id: str | None = None) -> str | None:
         """Put the latched trading state, peak and session anchor back into a ledger that lost them
         (deleted, truncated or replaced by an older copy: G1). Audited; None when nothing was lost."""
-        with self._write("restore_from_latch") as c:
+        with self._db.write("restore_from_latch") as c:
             db = self._db_state(c)
             effective, latch = self._effective(db)
             if latch is None:
@@ -490,7 +416,7 @@ class Ledger:
         session already has its anchor (a restart mid-session keeps the original start equity, and so
         does a ledger lost mid-session: the latch holds the anchor)."""
         day, at = session.isoformat(), ts_text(now)
-        with self._write("start_session") as c:
+        with self._db.write("start_session") as c:
             if c.execute("SELECT 1 FROM daily_pnl WHERE session = ?", (day,)).fetchone():
                 return False
             latch = self.latch.read()
@@ -507,7 +433,7 @@ class Ledger:
             return True
 
     def session_start_equity(self, session: dt.date) -> Decimal | None:
-        with self._read("session_start_equity") as c:
+        with self._db.read("session_start_equity") as c:
             row = c.execute("SELECT start_equity FROM daily_pnl WHERE session = ?", (session.isoformat(),)).fetchone()
         return None if row is None else Decimal(row[0])
 
@@ -515,7 +441,7 @@ class Ledger:
         """Raise the equity high-water mark for the drawdown breaker (E3) and return it. Not audited:
         it is a derived watermark that moves on most up-ticks; `reset_peak` (a human act) is. The
         latch's peak counts too, so a lost ledger does not restart the drawdown at today's equity."""
-        with self._write("update_peak") as c:
+        with self._db.write("update_peak") as c:
             db = self._db_state(c)
             latch = self.latch.read()
             peaks = [p for p in (db.peak_equity, latch.peak_equity if latch else None) if p is not None]
@@ -529,7 +455,7 @@ class Ledger:
             return equity
 
     def peak_equity(self) -> Decimal | None:
-        with self._read("peak_equity") as c:
+        with self._db.read("peak_equity") as c:
             db = dec_or_none(c.execute("SELECT peak_equity FROM trading_state WHERE id = 1").fetchone()[0])
         latch = self.latch.read()
         peaks = [p for p in (db, latch.peak_equity if latch else None) if p is not None]
@@ -537,7 +463,7 @@ class Ledger:
 
     def reset_peak(self, equity: Decimal, reason: str, now: dt.datetime, run_id: str | None = None) -> None:
         """Restart the drawdown measure from `equity` (with a human resume after E3), audited."""
-        with self._write("reset_peak") as c:
+        with self._db.write("reset_peak") as c:
             old = c.execute("SELECT peak_equity FROM trading_state WHERE id = 1").fetchone()[0]
             c.execute("UPDATE trading_state SET peak_equity = ? WHERE id = 1", (dec_text(equity),))
             payload = to_json({"from": old, "to": equity, "reason": reason})
@@ -555,7 +481,7 @@ class Ledger:
     ) -> None:
         """Update the session's P&L row (the session must have been started)."""
         day = session.isoformat()
-        with self._write("record_daily_pnl") as c:
+        with self._db.write("record_daily_pnl") as c:
             cur = c.execute(
                 "UPDATE daily_pnl SET end_equity = ?, realized = ?, unrealized = ?, updated_at = ? WHERE session = ?",
                 (dec_text(end_equity), dec_text(realized), dec_text(unrealized), ts_text(now), day),
@@ -566,7 +492,7 @@ class Ledger:
             self._audit(c, AuditKind.DAILY_PNL, to_json(payload), now, run_id)
 
     def daily_pnl(self, session: dt.date) -> DailyPnl | None:
-        with self._read("daily_pnl") as c:
+        with self._db.read("daily_pnl") as c:
             row = c.execute(
                 "SELECT start_equity, end_equity, realized, unrealized FROM daily_pnl WHERE session = ?",
                 (session.isoformat(),),
@@ -582,7 +508,7 @@ class Ledger:
     ) -> None:
         """Insert or update the tick's record (see `make_tick_key`)."""
         at, body = ts_text(now), to_json(dict(report))
-        with self._write("record_tick") as c:
+        with self._db.write("record_tick") as c:
             c.execute(
                 "INSERT INTO ticks (key, status, report, created_at, updated_at) VALUES (?,?,?,?,?) "
                 "ON CONFLICT(key) DO UPDATE SET status = excluded.status, report = excluded.report, "
@@ -594,7 +520,7 @@ class Ledger:
     def record_decision(self, decision: DecisionRecord, now: dt.datetime, run_id: str | None = None) -> bool:
         """Keep the session's first decision (True when this one was new)."""
         vix = None if decision.vix is None or math.isnan(decision.vix) else float(decision.vix)
-        with self._write("record_decision") as c:
+        with self._db.write("record_decision") as c:
             cur = c.execute(
                 "INSERT OR IGNORE INTO decisions (strategy, symbol, session, target, params, arm, experiment_id, vix, "
                 "trend, ts, run_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -621,7 +547,7 @@ class Ledger:
             clause, args = clause + " AND strategy = ?", [*args, strategy]
         if symbol is not None:
             clause, args = clause + " AND symbol = ?", [*args, symbol]
-        with self._read("decisions") as c:
+        with self._db.read("decisions") as c:
             rows = c.execute(
                 "SELECT strategy, symbol, session, target, params, arm, experiment_id, vix, trend FROM decisions "
                 f"{clause} ORDER BY session, strategy, symbol",
@@ -637,7 +563,7 @@ class Ledger:
         clause, args = "WHERE strategy = ? AND symbol = ?", [strategy, symbol]
         if before is not None:
             clause, args = clause + " AND session < ?", [*args, before.isoformat()]
-        with self._read("last_decision") as c:
+        with self._db.read("last_decision") as c:
             r = c.execute(
                 "SELECT strategy, symbol, session, target, params, arm, experiment_id, vix, trend FROM decisions "
                 f"{clause} ORDER BY session DESC LIMIT 1",
@@ -648,7 +574,7 @@ class Ledger:
         return DecisionRecord(r[0], r[1], dt.date.fromisoformat(r[2]), r[3], json.loads(r[4]), r[5], r[6], r[7], r[8])
 
     def tick_seen(self, key: str) -> bool:
-        with self._read("tick_seen") as c:
+        with self._db.read("tick_seen") as c:
             return c.execute("SELECT 1 FROM ticks WHERE key = ?", (key,)).fetchone() is not None
 
     def get_tick(self, key: str) -> TickRecord | None:
@@ -658,7 +584,7 @@ class Ledger:
         return self._tick("ORDER BY updated_at DESC, rowid DESC LIMIT 1", ())
 
     def _tick(self, clause: str, args: tuple[str, ...]) -> TickRecord | None:
-        with self._read("ticks") as c:
+        with self._db.read("ticks") as c:
             row = c.execute(f"SELECT key, status, report, created_at, updated_at FROM ticks {clause}", args).fetchone()
         if row is None:
             return None
@@ -677,12 +603,12 @@ class Ledger:
     ) -> int:
         """Append one audit row and return its id."""
         body = to_json(dict(payload))
-        with self._write("audit") as c:
+        with self._db.write("audit") as c:
             return self._audit(c, kind, body, now, run_id, client_order_id)
 
     def audit_rows(self, since_id: int = 0) -> list[AuditRow]:
         """Audit rows with id > since_id, in the order they were written."""
-        with self._read("audit_rows") as c:
+        with self._db.read("audit_rows") as c:
             rows = c.execute(
                 "SELECT id, ts, run_id, kind, client_order_id, payload FROM audit WHERE id > ? ORDER BY id", (since_id,)
             ).fetchall()
@@ -696,7 +622,7 @@ class Ledger:
     def dump(self) -> dict[str, list[dict[str, Any]]]:
         """Every table, every row, as plain values: for debugging and for the F2 secret grep."""
         out: dict[str, list[dict[str, Any]]] = {}
-        with self._read("dump") as c:
+        with self._db.read("dump") as c:
             for table in TABLES:
                 cur = c.execute(f"SELECT * FROM {table}")  # table names come from our own constant
                 names = [d[0] for d in cur.description]

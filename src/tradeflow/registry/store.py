@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from tradeflow.backtest.metrics import to_jsonable
-from tradeflow.data.store import atomic_write_text, exclusive_lock
 from tradeflow.errors import StoreError
+from tradeflow.infra.files import atomic_write_text, exclusive_lock
 from tradeflow.registry.promotion import PromotionDecision
 
 FORMAT = 1

@@ -22,7 +22,7 @@ from tradeflow.backtest.folds import Fold
 from tradeflow.backtest.report import ReportFiles, RunResult, WalkForwardResults, render_walk_forward_report
 from tradeflow.calendar import to_utc
 from tradeflow.config import Settings
-from tradeflow.data.store import atomic_write_text
+from tradeflow.infra.files import atomic_write_text
 from tradeflow.registry import FoldResult, ModelRegistry, ModelVersion, PromotionDecision, evaluate_promotion
 from tradeflow.research.config import TrainSpyConfig
 from tradeflow.research.walkforward import (
