@@ -169,6 +169,18 @@ def test_a3_duplicate_submit_is_adopted_and_the_broker_still_holds_one_order(bro
     assert broker.positions()["SPY"].qty == 10
 
 
+def test_a_quote_is_the_price_a_market_order_faces_or_none_when_the_adapter_has_no_market_data(
+    broker_case: BrokerCase,
+) -> None:
+    """The tick sizes and marks at the quote (G2); an adapter without live prices says None, never 0."""
+    quote = broker_case.broker.quote("SPY")
+    if broker_case.name in ("sim", "fake"):
+        assert quote == SPY_CLOSE
+        assert broker_case.broker.quote("UNPRICED") is None
+    else:
+        assert quote is None
+
+
 def test_unknown_client_id_is_none_not_an_error(broker_case: BrokerCase) -> None:
     assert broker_case.broker.get_order("tf-conf-SPY-20240105-999") is None
     assert broker_case.broker.cancel("tf-conf-SPY-20240105-999") is False

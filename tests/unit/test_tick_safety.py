@@ -291,3 +291,19 @@ def test_risk_limits_come_from_settings_and_a_misspelt_limit_is_a_one_line_error
     code, out = _cli(capsys, "status")
     assert code == 2
     assert "risk.max_drawdon" in out
+
+
+def test_the_tick_sizes_at_the_brokers_quote_when_it_has_one_not_the_last_close(world):
+    """The order faces the broker's price (a replay sets the sim broker to the session's open; here
+    it is 4% above the last close): a flat book buys floor(equity x (1 - buffer) / quote) shares.
+    Sized at the last close instead, the buy would cost 103.5% of the cash and be refused."""
+    import math
+
+    _, broker, _, runtime, _ = world
+    rt = runtime()
+    last_close = Decimal(str(float(rt.market_data(OPEN_NOW).bars["close"].iloc[-1])))
+    quote = (last_close * Decimal("1.04")).quantize(Decimal("0.01"))
+    broker.set_price("SPY", quote)
+    report = run_tick(rt, OPEN_NOW)
+    assert report.status == "TRADED", report.to_dict()
+    assert broker.positions()["SPY"].qty == math.floor(Decimal(100_000) * Decimal("0.995") / quote)
