@@ -336,13 +336,19 @@ def backtest(
     start: Annotated[str | None, typer.Option(help="First session of the backtest.")] = None,
     end: Annotated[str | None, typer.Option(help="Last session of the backtest.")] = None,
     now: Annotated[str | None, typer.Option(help="Pretend it is this instant (ISO with timezone).")] = None,
+    engine: Annotated[
+        str, typer.Option(help="vector (fast) or replay (the real tick, day by day, on the sim broker).")
+    ] = "vector",
     as_json: JsonOpt = False,
 ) -> None:
     """Backtest a strategy net of costs (dividends included); --json prints the metrics."""
     from tradeflow.backtest.engine import backtest as run_backtest
     from tradeflow.backtest.metrics import to_jsonable
+    from tradeflow.sim import SizingRules
     from tradeflow.strategies import make_strategy, strategy_names
 
+    if engine not in ("vector", "replay"):
+        raise TradeflowError(f"unknown engine {engine!r}; expected vector or replay")
     names = (*strategy_names(), "champion")
     if strategy not in names:
         raise TradeflowError(f"unknown strategy {strategy!r}; expected one of {', '.join(names)}")
@@ -360,19 +366,52 @@ def backtest(
         strat: Any = RLPolicyStrategy(load_artifact(champ.path), cost=config.cost)
     else:
         strat = make_strategy(strategy)
-    # The governor's limits apply as live: a curve that would have been HALTED is HALTED here too.
-    result = run_backtest(strat, feats, config.cost, config.capital, start, end, limits=settings.risk)
-    metrics = to_jsonable(result.metrics)
-    breakers = [event.to_dict() for event in result.breakers]
+    # Both engines size as the trading path does (whole shares, the settings' cash buffer and band:
+    # sim.sizing), so they agree; the governor's limits apply as live (a curve live would have HALTED
+    # is HALTED here too).
+    trading = settings.trading
+    rules = SizingRules(fractional=False, cash_buffer=trading.cash_buffer, rebalance_band=trading.rebalance_band)
+    if engine == "replay":
+        from tradeflow.core.replay import replay
+
+        first_session = pd.Timestamp(feats.sessions[1]).date().isoformat()
+        replayed = replay(
+            feats,
+            strat,
+            start or first_session,
+            end or pd.Timestamp(feats.sessions[-1]).date().isoformat(),
+            cost=config.cost,
+            capital=config.capital,
+            cash_buffer=trading.cash_buffer,
+            limits=settings.risk,
+        )
+        equity = replayed.equity
+        metrics = to_jsonable(replayed.metrics(float(feats.market().close[-1])))
+        # The tick's governor reports its breakers as alerts on the tick that saw them fire.
+        breakers = [
+            {
+                "session": r.session,
+                "breaker": "drawdown" if any("drawdown" in a for a in r.alerts) else "governor",
+                "state": r.trading_state,
+                "detail": "; ".join(r.alerts),
+            }
+            for r in replayed.reports
+            if r.alerts and r.trading_state in ("HALTED", "REDUCING")
+        ][:1]
+    else:
+        result = run_backtest(strat, feats, config.cost, config.capital, start, end, limits=settings.risk, rules=rules)
+        equity = result.equity
+        metrics = to_jsonable(result.metrics)
+        breakers = [event.to_dict() for event in result.breakers]
     if as_json:
-        _emit({**metrics, "breakers": breakers})
+        _emit({**metrics, "engine": engine, "breakers": breakers})
         return
-    first, last = result.equity.index[0].date(), result.equity.index[-1].date()
+    first, last = equity.index[0].date(), equity.index[-1].date()
     typer.echo(f"{strategy} on {feats.symbol} {first} .. {last}, net of costs, dividends included:")
     for key, value in metrics.items():
         typer.echo(f"  {key:<14} {value}")
-    for event in result.breakers:
-        typer.echo(f"  breaker: {event.breaker} -> {event.state} at the close of {event.session}: {event.detail}")
+    for event in breakers:
+        typer.echo(f"  breaker: {event['breaker']} -> {event['state']} ({event['session']}): {event['detail']}")
 
 
 @app.command()

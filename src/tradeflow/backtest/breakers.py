@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from tradeflow.risk.limits import RiskLimits
-from tradeflow.sim import CostModel, MarketArrays, SimResult, simulate_targets
+from tradeflow.sim import RESEARCH, CostModel, MarketArrays, SimResult, SizingRules, simulate_targets
 
 APPLIED = ("drawdown",)
 
@@ -52,11 +52,16 @@ def reduce_only_from(targets: np.ndarray, row: int) -> np.ndarray:
 
 
 def simulate_with_breakers(
-    market: MarketArrays, targets: np.ndarray, cost: CostModel, capital: float, limits: RiskLimits
+    market: MarketArrays,
+    targets: np.ndarray,
+    cost: CostModel,
+    capital: float,
+    limits: RiskLimits,
+    rules: SizingRules = RESEARCH,
 ) -> tuple[SimResult, tuple[BreakerEvent, ...], np.ndarray]:
     """`simulate_targets` under the governor's drawdown breaker; also the trading state at each close
     ("ACTIVE" or "HALTED": the state the decision at that close was made in)."""
-    sim = simulate_targets(market, targets, cost, capital)
+    sim = simulate_targets(market, targets, cost, capital, rules)
     state = np.full(len(market), "ACTIVE", dtype=object)
     equity = sim.equity
     peak = np.maximum.accumulate(equity)
@@ -69,7 +74,7 @@ def simulate_with_breakers(
     row = int(hits[0])
     clamped = reduce_only_from(targets, row)
     if not np.array_equal(clamped, np.asarray(targets, dtype=np.float64)):
-        sim = simulate_targets(market, clamped, cost, capital)
+        sim = simulate_targets(market, clamped, cost, capital, rules)
     state[row:] = "HALTED"
     session = pd.Timestamp(market.sessions[row]).date().isoformat()
     detail = (

@@ -21,7 +21,7 @@ from tradeflow.backtest.breakers import BreakerEvent, simulate_with_breakers
 from tradeflow.backtest.metrics import PERIODS_PER_YEAR, metrics_dict, simple_returns
 from tradeflow.errors import InputError
 from tradeflow.risk.limits import RiskLimits
-from tradeflow.sim import CostModel, Fill, MarketArrays, SimResult, simulate_targets
+from tradeflow.sim import RESEARCH, CostModel, Fill, MarketArrays, SimResult, SizingRules, simulate_targets
 
 if TYPE_CHECKING:
     from tradeflow.features import Features
@@ -123,10 +123,13 @@ def evaluate_targets(
     n_trials: int = 1,
     trial_sharpe_variance: float = 0.0,
     limits: RiskLimits | None = None,
+    rules: SizingRules = RESEARCH,
 ) -> BacktestResult:
     """Backtest a precomputed target sequence (one weight per row of `market`) over [start, end].
 
-    With `limits`, the risk governor's drawdown breaker applies as in live trading (breakers.py)."""
+    With `limits`, the risk governor's drawdown breaker applies as in live trading (breakers.py).
+    `rules` are the one sizing's (sim.sizing): research trades fractions; the trading path's rules
+    (whole shares, a cash buffer) make the curve the one a replay of the tick gives."""
     w = np.asarray(targets, dtype=np.float64)
     if w.shape != (len(market),):
         raise InputError(f"{name}: targets must have one value per session ({len(market)}), got shape {w.shape}")
@@ -136,9 +139,9 @@ def evaluate_targets(
     events: tuple[BreakerEvent, ...] = ()
     state = None
     if limits is None:
-        sim = simulate_targets(window, w[i0:i1], cost, capital)
+        sim = simulate_targets(window, w[i0:i1], cost, capital, rules)
     else:
-        sim, events, states = simulate_with_breakers(window, w[i0:i1], cost, capital, limits)
+        sim, events, states = simulate_with_breakers(window, w[i0:i1], cost, capital, limits, rules)
         state = pd.Series(states, index=index, name="state")
     trips = round_trips(sim.fills, float(window.close[-1]))
 
@@ -219,6 +222,7 @@ def backtest(
     n_trials: int = 1,
     trial_sharpe_variance: float = 0.0,
     limits: RiskLimits | None = None,
+    rules: SizingRules = RESEARCH,
 ) -> BacktestResult:
     """Backtest `strategy` on `features` over [start, end] (inclusive; None = the frame's ends).
 
@@ -237,4 +241,5 @@ def backtest(
         n_trials=n_trials,
         trial_sharpe_variance=trial_sharpe_variance,
         limits=limits,
+        rules=rules,
     )

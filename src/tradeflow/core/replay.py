@@ -19,17 +19,15 @@ The feature frame is untouched (it is built from adjusted prices anyway). `adjus
 replays raw prices; compare it with `evaluate_targets` on `MarketArrays.from_bars(bars,
 adjust_dividends=False)`. Either way both sides must use the same prices: that is the parity.
 
-What cannot match exactly, by design of the tick (so parity is "within cost rounding"):
-- whole shares: the tick floors the target to whole shares, the backtest trades fractions, so up to
-  one share's value (~0.4% of 100k in SPY) stays in cash;
-- sizing price: the tick sizes on the last close it knows (s_{k-1}) and fills at the open of s_k,
-  the backtest sizes on that open; and `cash_buffer` keeps a fraction of equity back;
-- an order the broker refuses (a gap-up open making a fully invested buy unaffordable) is not
-  resized as `rebalance` resizes it: the tick tries again at the next tick. `cash_buffer` (0 by
-  default here, 0.005 in TradingSettings) must cover the largest overnight gap of the window for the
-  entries to land on the backtest's sessions (1% for SPY in H1 2023; 2023-01-04 opened +0.9%);
-- while the target weight is unchanged the tick still re-sizes the position to whole shares of the
-  current equity on every tick (1-4 share orders), where the backtest does not trade at all.
+Sizing is the one sizing (tradeflow.sim.sizing) on both sides: the tick sizes at the broker's quote
+(the open, here) with equity marked there, caps a buy by the cash after costs and rounds to whole
+shares; the vector engine does the same with `SizingRules(fractional=False)`, and the two agree to
+under 0.01 bp of total return over 2015-2019 (tests/integration/test_paper_replay.py). Against the
+research backtest (fractional shares, no buffer) what differs is:
+- whole shares: up to one share's value (~0.4% of 100k in SPY) stays in cash;
+- `cash_buffer` keeps a fraction of equity back (0 by default here, 0.005 in TradingSettings);
+- the governor sees equity at the tick (the open) where the vector breakers see the previous close,
+  so a drawdown breaker can fire one session apart on a gap.
 """
 
 from __future__ import annotations
@@ -44,6 +42,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tradeflow.backtest.engine import round_trips
+from tradeflow.backtest.metrics import metrics_dict
 from tradeflow.calendar import MarketCalendar, default_calendar
 from tradeflow.core.tick import TickReport, TickRuntime, run_tick
 from tradeflow.errors import InputError
@@ -51,7 +51,7 @@ from tradeflow.execution.sim import SimBroker
 from tradeflow.features import DEFAULT_SPEC, Features, FeatureSpec, build_features, features_for_live
 from tradeflow.ledger import Ledger
 from tradeflow.risk import RiskGovernor, RiskLimits
-from tradeflow.sim import CostModel
+from tradeflow.sim import CostModel, Fill
 from tradeflow.strategies import Strategy
 
 NEW_YORK = "America/New_York"
@@ -81,6 +81,31 @@ class ReplayResult:
     def returns(self) -> pd.Series:
         """Simple close-to-close returns, from the window's second session (as BacktestResult's)."""
         return self.equity.pct_change().iloc[1:].rename("returns")
+
+    def position(self) -> pd.Series:
+        """Shares held at each close of the window (the fills of each session, accumulated)."""
+        per_session = self.fills.groupby("session")["shares"].sum()
+        return per_session.reindex(self.equity.index, fill_value=0.0).cumsum().rename("shares")
+
+    def metrics(self, last_close: float) -> dict[str, float]:
+        """The backtest's metric keys for this curve (round trips from the executions)."""
+        sessions = self.equity.index
+        rows = sessions.get_indexer(pd.DatetimeIndex(self.fills["session"]))
+        fills = tuple(
+            Fill(int(row), float(shares), float(price), float(commission), 0.0, 0.0)
+            for row, shares, price, commission in zip(
+                rows, self.fills["shares"], self.fills["price"], self.fills["commission"], strict=True
+            )
+        )
+        trips = round_trips(fills, last_close)
+        notional = float((self.fills["shares"].abs() * self.fills["price"]).sum())
+        return metrics_dict(
+            self.equity.to_numpy(dtype=np.float64),
+            position=self.position().to_numpy(),
+            traded_notional=notional,
+            round_trip_pnl=trips["pnl"][trips["closed"]],
+            fills=len(fills),
+        )
 
     def statuses(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -147,6 +172,7 @@ def replay(
     workdir: Path | None = None,
     decider_factory: Callable[[Ledger], Strategy] | None = None,
     after_close: Callable[[dt.date, Ledger], None] | None = None,
+    fractional: bool = False,
 ) -> ReplayResult:
     """Replay `strategy` through `run_tick` over the sessions in [start, end] (inclusive).
 
@@ -177,7 +203,8 @@ def replay(
         return adjusted_features(live) if adjust_dividends else live
 
     clock = _Clock(_instant(sessions[i0], tick_time).to_pydatetime())
-    broker = SimBroker(None, clock=clock, cost=cost or CostModel(), initial_cash=Decimal(str(capital)))
+    broker_cost = cost or CostModel()
+    broker = SimBroker(None, clock=clock, cost=broker_cost, initial_cash=Decimal(str(capital)))
     equity = [float(capital)]
     reports: list[TickReport] = []
     with tempfile.TemporaryDirectory(prefix="tradeflow-replay-") as tmp:
@@ -205,6 +232,8 @@ def replay(
                     symbol=symbol,
                     run_id=f"replay-{sessions[row].date().isoformat()}",
                     cash_buffer=cash_buffer,
+                    cost=broker_cost,
+                    fractional=fractional,
                 )
                 reports.append(run_tick(runtime, now))
                 clock.now = _instant(sessions[row], dt.time(16, 0)).to_pydatetime()

@@ -16,7 +16,7 @@ import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -49,6 +49,7 @@ from tradeflow.features import Features, FeaturesStaleError
 from tradeflow.features.schema import FeatureError
 from tradeflow.ledger import DecisionRecord, Ledger, make_tick_key
 from tradeflow.risk import RiskContext, RiskGovernor, StateChange, mark_equity
+from tradeflow.sim import CostModel, SizingRules, size_order
 from tradeflow.strategies import Strategy
 
 log = logging.getLogger("tradeflow.tick")
@@ -93,6 +94,8 @@ class TickRuntime:
     cash_tolerance: float = 0.01
     cash_buffer: float = 0.005  # equity kept back from sizing for costs
     rebalance_band: float = 0.05  # minimum change worth trading, as a fraction of equity (exits always trade)
+    cost: CostModel = field(default_factory=CostModel)  # what sizing expects an order to cost (sim.sizing)
+    fractional: bool = False  # the instrument trades in fractions of a share
     max_submit_attempts: int = 3  # for definitive 429-style rejections, same client id each time
     sleep: Callable[[float], None] = lambda s: None
     checkpoint: Callable[[str], None] = lambda name: None  # crash tests kill the process here
@@ -176,10 +179,6 @@ def _decision(rt: TickRuntime, decision: Decision, features: Features) -> Decisi
         vix=_last(features, "vix"),
         trend=trend,
     )
-
-
-def _round_shares(value: Decimal) -> Decimal:
-    return value.to_integral_value(rounding=ROUND_FLOOR) if value >= 0 else -(-value).to_integral_value(ROUND_FLOOR)
 
 
 def _finish(rt: TickRuntime, report: TickReport, key: str | None, now: dt.datetime) -> TickReport:
@@ -314,18 +313,27 @@ def run_tick(rt: TickRuntime, now: Any) -> TickReport:
     weight = decided.weight(rt.symbol)
     report.target_weight = weight
     rt.ledger.record_decision(_decision(rt, decided, features), now_dt, run_id=rt.run_id)
-    investable = equity * (1 - Decimal(str(rt.cash_buffer)))
-    target = _round_shares(Decimal(str(weight)) * investable / close) if close > 0 else Decimal(0)
     todays_orders = [o for o in rt.ledger.orders() if o.session == session]  # read once per tick
     intents: list[OrderIntent] = []
     if book.unresolved.get(rt.symbol):
         report.notes.append(f"waiting on unresolved order(s) {book.unresolved[rt.symbol]}: no new intent")
+        delta = Decimal(0)
     else:
-        delta = target - shares - book.pending.get(rt.symbol, Decimal(0))
-        exit_all = target == 0 and shares != 0
-        if delta != 0 and not exit_all and abs(delta) * close < Decimal(str(rt.rebalance_band)) * equity:
-            report.notes.append(f"change of {delta} shares is inside the {rt.rebalance_band:.0%} rebalance band")
-            delta = Decimal(0)
+        # The one sizing (sim.sizing), as the backtest and the replay size: the target share of equity
+        # marked at the order's price, less the cash buffer, buys capped by cash after costs, whole
+        # shares unless the instrument trades fractions, changes under the rebalance band skipped.
+        holding = shares + book.pending.get(rt.symbol, Decimal(0))  # with what open orders will add
+        rules = SizingRules(fractional=rt.fractional, cash_buffer=rt.cash_buffer, rebalance_band=rt.rebalance_band)
+        sized = size_order(
+            weight, float(holding), float(book.account.cash), float(equity), float(close), 0.0, rt.cost, rules
+        )
+        delta = Decimal(repr(sized.qty)) if rt.fractional else Decimal(round(sized.qty))
+        if rt.fractional:
+            delta = delta.quantize(Decimal("0.00000001"), rounding=ROUND_DOWN)
+        if delta == 0 and abs(Decimal(str(weight)) * equity / close - holding) * close >= 1:
+            report.notes.append(
+                f"no order: the change is under the {rt.rebalance_band:.0%} rebalance band or the cash on hand"
+            )
         if delta != 0:
             seq = sum(1 for o in todays_orders if o.symbol == rt.symbol)
             cid = make_client_order_id(rt.strategy, rt.symbol, session, seq)

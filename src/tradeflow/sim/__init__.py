@@ -3,5 +3,17 @@
 from tradeflow.sim.costs import CostModel
 from tradeflow.sim.market import MarketArrays
 from tradeflow.sim.portfolio import Fill, SimResult, rebalance, simulate_targets
+from tradeflow.sim.sizing import RESEARCH, Sized, SizingRules, size_order
 
-__all__ = ["CostModel", "Fill", "MarketArrays", "SimResult", "rebalance", "simulate_targets"]
+__all__ = [
+    "RESEARCH",
+    "CostModel",
+    "Fill",
+    "MarketArrays",
+    "SimResult",
+    "Sized",
+    "SizingRules",
+    "rebalance",
+    "simulate_targets",
+    "size_order",
+]

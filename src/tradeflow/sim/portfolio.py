@@ -15,6 +15,7 @@ import numpy as np
 from tradeflow.errors import InputError
 from tradeflow.sim.costs import CostModel
 from tradeflow.sim.market import MarketArrays
+from tradeflow.sim.sizing import RESEARCH, SizingRules, size_order
 
 
 @dataclass(frozen=True)
@@ -32,29 +33,28 @@ class Fill:
 
 
 def rebalance(
-    cash: float, shares: float, weight: float, price: float, volume: float, cost: CostModel, index: int = -1
+    cash: float,
+    shares: float,
+    weight: float,
+    price: float,
+    volume: float,
+    cost: CostModel,
+    index: int = -1,
+    rules: SizingRules = RESEARCH,
 ) -> tuple[float, float, Fill | None]:
     """Trade at `price` towards `weight` of equity in the asset; returns (cash, shares, fill).
 
-    Buys are limited by the cash on hand when the target is at most fully invested, so a long-only
-    book never borrows to pay its commission.
+    The quantity is the one sizing's (`size_order`): a long-only book's buys are limited by the
+    cash on hand, so it never borrows to pay its commission.
     """
     equity = cash + shares * price
-    if equity <= 0:
-        # Nothing left to trade with: close out what remains and stop.
-        weight = 0.0
-    delta = weight * max(equity, 0.0) / price - shares
-    if abs(delta) * price <= 1e-9 * max(abs(equity), 1.0):
+    sized = size_order(weight, shares, cash, equity, price, volume, cost, rules)
+    delta, impact = sized.qty, sized.impact
+    if delta == 0.0:
         return cash, shares, None
-    impact = cost.price_impact(delta, volume)
     if delta > 0:
         fill_price = price * (1.0 + impact)
         commission = cost.commission(delta, fill_price)
-        if weight <= 1.0 and delta * fill_price + commission > cash:
-            delta = (cash - commission) / fill_price
-            if delta <= 0:
-                return cash, shares, None
-            commission = cost.commission(delta, fill_price)
         fees = 0.0
         cash -= delta * fill_price + commission
     else:
@@ -96,7 +96,11 @@ class SimResult:
 
 
 def simulate_targets(
-    market: MarketArrays, targets: np.ndarray, cost: CostModel, capital: float = 100_000.0
+    market: MarketArrays,
+    targets: np.ndarray,
+    cost: CostModel,
+    capital: float = 100_000.0,
+    rules: SizingRules = RESEARCH,
 ) -> SimResult:
     """Equity curve of following `targets` (weight decided at each close) through `market`.
 
@@ -121,7 +125,7 @@ def simulate_targets(
     fills: list[Fill] = []
     opens, volumes = market.open, market.volume
     for k, t in enumerate(trade_days):
-        cash, shares, fill = rebalance(cash, shares, decided[t], opens[t], volumes[t], cost, int(t))
+        cash, shares, fill = rebalance(cash, shares, decided[t], opens[t], volumes[t], cost, int(t), rules)
         if fill is not None:
             fills.append(fill)
         seg_cash[k + 1], seg_shares[k + 1] = cash, shares
