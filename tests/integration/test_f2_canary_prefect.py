@@ -23,9 +23,9 @@ from prefect.settings import get_current_settings
 from flows.trading_tick import trading_tick
 from tests.contract.broker_fixtures import CANARY_KEY, CANARY_SECRET, SteppingClock
 from tests.fixtures.recorded.alpaca_trading.paper_api import AlpacaPaperAPI
+from tradeflow.adapters.files.data import read_bar_file
 from tradeflow.cli import main as cli_main
 from tradeflow.config import get_settings
-from tradeflow.data.sources.files import read_bar_file
 from tradeflow.execution import alpaca as alpaca_module
 from tradeflow.ledger import Ledger
 

@@ -20,13 +20,13 @@ def make_source(
 ) -> BarSource:
     """The adapter for `name`, configured from settings; file sources need `path`."""
     if name == "sample":
-        from tradeflow.data.sources.sample import SampleSource
+        from tradeflow.adapters.sample.data import SampleSource
 
         return SampleSource(calendar)
     if name in ("csv", "parquet"):
         if path is None:
             raise InputError(f"--source {name} needs --path (a file or a directory of files)")
-        from tradeflow.data.sources.files import FileSource
+        from tradeflow.adapters.files.data import FileSource
 
         return FileSource(path, name, calendar, max_bytes=settings.quality.max_input_bytes)
     if name == "yfinance":
