@@ -30,7 +30,7 @@ def make_source(
 
         return FileSource(path, name, calendar, max_bytes=settings.quality.max_input_bytes)
     if name == "yfinance":
-        from tradeflow.data.sources.yahoo import YFinanceSource
+        from tradeflow.adapters.yahoo.data import YFinanceSource
 
         return YFinanceSource(calendar=calendar)
     if name == "alpaca":
