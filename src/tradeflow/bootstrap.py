@@ -76,7 +76,7 @@ def make_broker(settings: Settings, name: str, clock: Callable[[], dt.datetime])
 
         return AlpacaBroker.from_settings(settings.alpaca)
     if name == "ib":
-        from tradeflow.execution.ib import IBBroker
+        from tradeflow.adapters.ib.execution import IBBroker
 
         return IBBroker(settings.ib)
     raise ConfigError(f"unknown broker {name!r}; expected one of {', '.join(BROKER_NAMES)}")

@@ -38,7 +38,7 @@ def make_source(
 
         return AlpacaSource(settings.alpaca, calendar=calendar)
     if name == "ib":
-        from tradeflow.data.sources.ib import IBSource
+        from tradeflow.adapters.ib.data import IBSource
 
         return IBSource(settings.ib, calendar=calendar)
     raise InputError(f"unknown source {name!r}; expected one of {', '.join(SOURCE_NAMES)}")
