@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 
 from tests.fixtures.recorded.replay import AlpacaReplay, IBReplay, YahooReplay, alpaca_error
+from tradeflow.adapters.alpaca.data import AlpacaSource
 from tradeflow.adapters.files.data import FileSource
 from tradeflow.adapters.ib.data import IBSource
 from tradeflow.adapters.sample.data import SampleSource
 from tradeflow.adapters.yahoo.data import YFinanceSource
 from tradeflow.config import AlpacaSettings, IBSettings
-from tradeflow.data.sources.alpaca import AlpacaSource
 from tradeflow.data.sources.base import BarSource
 
 SOURCE_CASES = ("sample", "csv", "parquet", "yfinance", "alpaca", "ib")

@@ -34,7 +34,7 @@ def make_source(
 
         return YFinanceSource(calendar=calendar)
     if name == "alpaca":
-        from tradeflow.data.sources.alpaca import AlpacaSource
+        from tradeflow.adapters.alpaca.data import AlpacaSource
 
         return AlpacaSource(settings.alpaca, calendar=calendar)
     if name == "ib":
