@@ -49,11 +49,11 @@ from typing import Any, TypeVar
 import pandas as pd
 from _common import machine  # benchmarks/ is sys.path[0] when run as a script
 
+from tradeflow.adapters.files.data import read_bar_file
 from tradeflow.calendar import MarketCalendar, default_calendar
 from tradeflow.config import Settings
 from tradeflow.data.ingest import IngestRequest, IngestResult, ingest
 from tradeflow.data.quality import GateContext, QualityReport, find_expectations_dir, gx_layer, run_gate
-from tradeflow.data.sources.files import read_bar_file
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO.parent / "shared" / "data" / "real"

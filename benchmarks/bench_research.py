@@ -44,10 +44,10 @@ import pandas as pd
 from _common import machine  # benchmarks/ is sys.path[0] when run as a script
 from pandas_reference_env import PandasReferenceEnv, finrl_frame
 
+from tradeflow.adapters.files.data import read_bar_file
 from tradeflow.backtest import backtest
 from tradeflow.config import Settings
 from tradeflow.data.ingest import IngestRequest, ingest
-from tradeflow.data.sources.files import read_bar_file
 from tradeflow.features import Features, build_features
 from tradeflow.research.config import FoldConfig, TrainSpyConfig
 from tradeflow.research.walkforward import evaluate_baseline, evaluate_policy, load_dataset, plan_folds, train_model

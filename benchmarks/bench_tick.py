@@ -40,11 +40,11 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # flows/ and tasks/ are not installed packages
 
+from tradeflow.adapters.files.data import read_bar_file  # noqa: E402
 from tradeflow.bootstrap import gated_market_data  # noqa: E402
 from tradeflow.calendar import default_calendar  # noqa: E402
 from tradeflow.config import Settings, TradingSettings  # noqa: E402
 from tradeflow.core.tick import TickReport, TickRuntime, run_tick  # noqa: E402
-from tradeflow.data.sources.files import read_bar_file  # noqa: E402
 from tradeflow.execution.sim import SimBroker  # noqa: E402
 from tradeflow.features import DEFAULT_SPEC, Features, features_for_live  # noqa: E402
 from tradeflow.ledger import Ledger  # noqa: E402

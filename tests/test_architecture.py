@@ -1,8 +1,9 @@
 """House rules checked on every test run: dependency contracts, lint, types.
 
 import-linter enforces DESIGN.md's dependency rules (src never imports prefect, flows or tasks;
-tradeflow.infra imports nothing else from tradeflow; vendor SDKs stay in their adapters; GX stays in
-the gate's GX layer). A source scan keeps wall-clock reads out of src/. ruff and mypy keep main clean.
+tradeflow.infra imports nothing else from tradeflow; vendor SDKs only under adapters/<venue>/; GX
+stays in the gate's GX layer). Source scans keep wall-clock reads out of src/ and vendor SDK imports
+inside their venue's adapter. ruff and mypy keep main clean.
 """
 
 from __future__ import annotations
@@ -278,4 +279,74 @@ def f(clock=time.time):
         "pd.Timestamp.now",
         'pd.Timestamp("now")',
         "time.time",
+    ]
+
+
+# --- vendor SDKs only in their venue's adapter --------------------------------------------------
+# SDK -> the venue folder under src/tradeflow/adapters/ that may import it (None: nowhere; ib_insync
+# breaks in worker threads without an event loop, ib_async is its maintained successor).
+VENDOR_SDK_HOME: dict[str, str | None] = {"yfinance": "yahoo", "alpaca": "alpaca", "ib_async": "ib", "ib_insync": None}
+_DYNAMIC_IMPORTS = ("import_module", "__import__")
+
+
+def _vendor_imports(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, SDK) of every vendor SDK import anywhere in the tree: module level, inside functions,
+    under `if TYPE_CHECKING:` or `with warnings.catch_warnings():`, and importlib/__import__ calls
+    with a literal name (import-linter sees none of the dynamic ones)."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        elif isinstance(node, ast.Call) and _dotted(node.func).split(".")[-1] in _DYNAMIC_IMPORTS:
+            first = node.args[0] if node.args else None
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                names = [first.value]
+        found += [(node.lineno, n.split(".")[0]) for n in names if n.split(".")[0] in VENDOR_SDK_HOME]
+    return found
+
+
+def test_vendor_sdks_are_imported_only_in_their_venue_under_adapters():
+    """DESIGN.md dependency rule 2, checked on the source text as well as by import-linter: an
+    SDK import outside src/tradeflow/adapters/<venue>/ (even a function-local one) fails here."""
+    stray, homes_seen = [], set()
+    for path in sorted(LIBRARY.rglob("*.py")):
+        rel = path.relative_to(LIBRARY).parts
+        venue = rel[1] if len(rel) > 2 and rel[0] == "adapters" else None
+        for line, sdk in _vendor_imports(ast.parse(path.read_text(encoding="utf-8"))):
+            if venue is not None and venue == VENDOR_SDK_HOME[sdk]:
+                homes_seen.add(sdk)
+            else:
+                stray.append(f"src/tradeflow/{'/'.join(rel)}:{line}: {sdk}")
+    assert stray == [], "vendor SDK imports outside their adapters/<venue>/:\n" + "\n".join(stray)
+    # The adapters really import their SDKs here, so a scan that finds nothing cannot pass.
+    assert homes_seen == {sdk for sdk, home in VENDOR_SDK_HOME.items() if home is not None}
+
+
+def test_the_vendor_import_scan_finds_each_form_of_import():
+    code = """
+import yfinance as yf
+import alpaca.trading.client
+from ib_async import IB
+from typing import TYPE_CHECKING
+if TYPE_CHECKING:
+    from alpaca.common.exceptions import APIError
+def f():
+    from ib_insync import IB
+    import importlib
+    importlib.import_module("yfinance")
+    __import__("ib_async.wrapper")
+from .alpaca import x
+import alpacaish, requests
+"""
+    assert [sdk for _, sdk in _vendor_imports(ast.parse(code))] == [
+        "yfinance",
+        "alpaca",
+        "ib_async",
+        "alpaca",
+        "ib_insync",
+        "yfinance",
+        "ib_async",
     ]

@@ -72,11 +72,11 @@ def make_broker(settings: Settings, name: str, clock: Callable[[], dt.datetime])
 
         return SimBroker(settings.data_dir / "broker" / "sim-state.json", clock=clock)
     if name == "alpaca":
-        from tradeflow.execution.alpaca import AlpacaBroker
+        from tradeflow.adapters.alpaca.execution import AlpacaBroker
 
         return AlpacaBroker.from_settings(settings.alpaca)
     if name == "ib":
-        from tradeflow.execution.ib import IBBroker
+        from tradeflow.adapters.ib.execution import IBBroker
 
         return IBBroker(settings.ib)
     raise ConfigError(f"unknown broker {name!r}; expected one of {', '.join(BROKER_NAMES)}")

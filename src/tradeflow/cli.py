@@ -154,10 +154,10 @@ def validate(
     as_json: JsonOpt = False,
 ) -> None:
     """Run the quality gate on a file: exit 0 when it passes, 3 when it fails."""
+    from tradeflow.adapters.files.data import read_bar_file
     from tradeflow.data.bars import check_symbol
     from tradeflow.data.quality import GateContext, run_gate
     from tradeflow.data.quality.known_events import KnownEvents
-    from tradeflow.data.sources.files import read_bar_file
 
     settings = _settings()
     cal = default_calendar()

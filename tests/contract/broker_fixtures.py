@@ -14,12 +14,12 @@ from pathlib import Path
 
 from tests.fixtures.recorded.alpaca_trading.paper_api import AlpacaPaperAPI
 from tests.fixtures.recorded.ib_trading.paper_gateway import PaperGateway
+from tradeflow.adapters.alpaca.execution import AlpacaBroker, RequestRateLimiter
+from tradeflow.adapters.ib.execution import IBBroker
 from tradeflow.config import IBSettings
 from tradeflow.domain import OrderIntent, Side
-from tradeflow.execution.alpaca import AlpacaBroker, RequestRateLimiter
 from tradeflow.execution.base import Broker
 from tradeflow.execution.fake import FakeBroker
-from tradeflow.execution.ib import IBBroker
 from tradeflow.execution.sim import SimBroker
 
 BROKER_CASES = ("sim", "fake", "alpaca", "ib")

@@ -14,13 +14,13 @@ import pandas as pd
 import pytest
 
 from tests.fixtures.recorded.replay import AlpacaReplay, IBReplay, YahooReplay, alpaca_error
+from tradeflow.adapters.alpaca.data import AlpacaSource
+from tradeflow.adapters.files.data import FileSource
+from tradeflow.adapters.ib.data import IBSource
+from tradeflow.adapters.sample.data import SampleSource
+from tradeflow.adapters.yahoo.data import YFinanceSource
 from tradeflow.config import AlpacaSettings, IBSettings
-from tradeflow.data.sources.alpaca import AlpacaSource
 from tradeflow.data.sources.base import BarSource
-from tradeflow.data.sources.files import FileSource
-from tradeflow.data.sources.ib import IBSource
-from tradeflow.data.sources.sample import SampleSource
-from tradeflow.data.sources.yahoo import YFinanceSource
 
 SOURCE_CASES = ("sample", "csv", "parquet", "yfinance", "alpaca", "ib")
 # Inside the recorded 2023-12-13 .. 2024-01-05 with a session left out on either side, so clipping

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from tradeflow.adapters.files.data import read_bar_file
 from tradeflow.calendar import default_calendar
 from tradeflow.core.tick import TickRuntime, run_tick
-from tradeflow.data.sources.files import read_bar_file
 from tradeflow.execution.sim import SimBroker
 from tradeflow.features import DEFAULT_SPEC, features_for_live
 from tradeflow.ledger import Ledger

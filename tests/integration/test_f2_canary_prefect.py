@@ -23,10 +23,10 @@ from prefect.settings import get_current_settings
 from flows.trading_tick import trading_tick
 from tests.contract.broker_fixtures import CANARY_KEY, CANARY_SECRET, SteppingClock
 from tests.fixtures.recorded.alpaca_trading.paper_api import AlpacaPaperAPI
+from tradeflow.adapters.alpaca import client as alpaca_client
+from tradeflow.adapters.files.data import read_bar_file
 from tradeflow.cli import main as cli_main
 from tradeflow.config import get_settings
-from tradeflow.data.sources.files import read_bar_file
-from tradeflow.execution import alpaca as alpaca_module
 from tradeflow.ledger import Ledger
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -78,11 +78,11 @@ def test_f2_canary_keys_never_reach_prefect_the_ledger_or_the_config_dump(
     api.set_price("SPY", str(round(float(spy.loc[spy["session"] <= "2024-01-24", "close"].iloc[-1]), 2)))
     built_with: list[tuple[str, str]] = []
 
-    def trading_client(api_key: str, secret_key: str, paper: bool) -> Any:
+    def trading_client(api_key: str, secret_key: str, paper: bool, raw_data: bool = False) -> Any:
         built_with.append((api_key, secret_key))
         return api.client(api_key, secret_key)
 
-    monkeypatch.setattr(alpaca_module, "TradingClient", trading_client)
+    monkeypatch.setattr(alpaca_client, "TradingClient", trading_client)
 
     faults = [
         ("positions", "unauthorized"),  # 401 on the reconcile query

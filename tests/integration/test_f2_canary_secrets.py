@@ -12,10 +12,10 @@ import requests
 
 from tests.contract.broker_fixtures import CANARY_KEY, CANARY_SECRET, FakeMonotonic, SteppingClock
 from tests.fixtures.recorded.alpaca_trading.paper_api import AlpacaPaperAPI
+from tradeflow.adapters.alpaca.execution import AlpacaBroker, RequestRateLimiter
+from tradeflow.adapters.files.data import read_bar_file
 from tradeflow.calendar import default_calendar
 from tradeflow.core.tick import TickRuntime, run_tick
-from tradeflow.data.sources.files import read_bar_file
-from tradeflow.execution.alpaca import AlpacaBroker, RequestRateLimiter
 from tradeflow.features import DEFAULT_SPEC, features_for_live
 from tradeflow.ledger import Ledger
 from tradeflow.risk import RiskGovernor, RiskLimits

@@ -25,8 +25,8 @@ from prefect.states import State
 
 from flows.ingest import ingest, main
 from tasks import ingest as ingest_tasks
+from tradeflow.adapters.sample.data import SampleSource
 from tradeflow.data import ingest as lib
-from tradeflow.data.sources.sample import SampleSource
 from tradeflow.errors import DataQualityError, TransientSourceError, UnknownSymbolError
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

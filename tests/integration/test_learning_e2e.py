@@ -24,9 +24,9 @@ import pandas as pd
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
+from tradeflow.adapters.files.data import read_bar_file
 from tradeflow.core.decide import GovernedRule
 from tradeflow.core.replay import replay
-from tradeflow.data.sources.files import read_bar_file
 from tradeflow.features import DEFAULT_SPEC, Features, build_features
 from tradeflow.learning import LearningStore, propose
 from tradeflow.learning.daily_review import ReviewResult, run_review, write_report

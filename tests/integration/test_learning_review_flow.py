@@ -14,9 +14,9 @@ from flows.learning_review import learning_review
 from tasks import learning as learning_tasks
 from tests.integration.test_ingest_flow import _artifacts
 from tradeflow import bootstrap
+from tradeflow.adapters.files.data import read_bar_file
 from tradeflow.config import get_settings
 from tradeflow.core.replay import replay
-from tradeflow.data.sources.files import read_bar_file
 from tradeflow.features import DEFAULT_SPEC, build_features
 from tradeflow.learning.health import DRIFT_COLUMNS, HealthReport, HealthThresholds
 from tradeflow.strategies import make_strategy

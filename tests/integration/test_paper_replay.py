@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tradeflow.adapters.files.data import read_bar_file
 from tradeflow.backtest.engine import backtest, evaluate_targets
 from tradeflow.core.replay import LiveBars, ReplayResult, replay
-from tradeflow.data.sources.files import read_bar_file
 from tradeflow.features import DEFAULT_SPEC, build_features
 from tradeflow.sim import MarketArrays
 from tradeflow.strategies import make_strategy

@@ -16,7 +16,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tradeflow.data.sources.files import read_bar_file
+from tradeflow.adapters.files.data import read_bar_file
 from tradeflow.features import DEFAULT_SPEC, Features, FeatureSpec, build_features
 
 REAL = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "real"

@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tradeflow.adapters.files.data import read_bar_file
 from tradeflow.calendar import MarketCalendar
 from tradeflow.data.quality import GateContext, QualityReport, gx_layer, run_gate
 from tradeflow.data.quality.known_events import find_expectations_dir
-from tradeflow.data.sources.files import read_bar_file
 
 REAL = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "real"
 PRICES = ["open", "high", "low", "close", "adj_close"]

@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fixtures.strategies import FixedWeight
+from tradeflow.adapters.files.data import read_bar_file
 from tradeflow.calendar import default_calendar
 from tradeflow.core.tick import TickRuntime, run_tick
-from tradeflow.data.sources.files import read_bar_file
 from tradeflow.execution.fake import FakeBroker
 from tradeflow.features import DEFAULT_SPEC, Features, features_for_live
 from tradeflow.ledger import Ledger

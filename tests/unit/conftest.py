@@ -9,9 +9,9 @@ from decimal import Decimal
 import pandas as pd
 import pytest
 
+from tradeflow.adapters.files.data import read_bar_file
 from tradeflow.calendar import default_calendar
 from tradeflow.core.tick import TickRuntime
-from tradeflow.data.sources.files import read_bar_file
 from tradeflow.execution.fake import FakeBroker
 from tradeflow.features import DEFAULT_SPEC, features_for_live
 from tradeflow.ledger import Ledger

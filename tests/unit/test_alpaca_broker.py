@@ -21,12 +21,9 @@ from tests.contract.broker_fixtures import (
     intent,
 )
 from tests.fixtures.recorded.alpaca_trading.paper_api import AlpacaPaperAPI, load
-from tradeflow.config import AlpacaSettings
-from tradeflow.domain import OrderStatus, Side, SubmitOutcome
-from tradeflow.errors import BrokerUnavailable, ConfigError
-from tradeflow.execution import alpaca as alpaca_module
-from tradeflow.execution.alpaca import AlpacaBroker, RequestRateLimiter
-from tradeflow.execution.alpaca_parsing import (
+from tradeflow.adapters.alpaca import execution as alpaca_module
+from tradeflow.adapters.alpaca.execution import AlpacaBroker, RequestRateLimiter
+from tradeflow.adapters.alpaca.parsing import (
     ErrorKind,
     account_to_domain,
     activity_side,
@@ -36,6 +33,9 @@ from tradeflow.execution.alpaca_parsing import (
     order_to_domain,
     position_to_domain,
 )
+from tradeflow.config import AlpacaSettings
+from tradeflow.domain import OrderStatus, Side, SubmitOutcome
+from tradeflow.errors import BrokerUnavailable, ConfigError
 
 CID = "tf-sma-SPY-20240105-0"
 

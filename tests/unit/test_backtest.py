@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tradeflow.adapters.files.data import read_bar_file
 from tradeflow.backtest import METRIC_KEYS, backtest, evaluate_targets, to_jsonable, window_bounds
-from tradeflow.data.sources.files import read_bar_file
 from tradeflow.errors import InputError
 from tradeflow.features import Features, build_features
 from tradeflow.sim import CostModel, MarketArrays

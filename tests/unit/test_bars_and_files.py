@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tradeflow.adapters.files.data import FileSource, read_bar_file
+from tradeflow.adapters.sample.data import SampleSource
 from tradeflow.data.bars import BAR_COLUMNS, frame_digest, normalize_bars, parse_symbols
-from tradeflow.data.sources.files import FileSource, read_bar_file
-from tradeflow.data.sources.sample import SampleSource
 from tradeflow.errors import EmptyDataError, InputError, UnknownSymbolError
 
 

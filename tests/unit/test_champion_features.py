@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 
 from tests.unit.conftest import OPEN_NOW
+from tradeflow.adapters.files.data import read_bar_file
 from tradeflow.core.tick import run_tick
-from tradeflow.data.sources.files import read_bar_file
 from tradeflow.domain import Book
 from tradeflow.errors import InputError
 from tradeflow.features import DEFAULT_SPEC, build_features

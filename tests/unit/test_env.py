@@ -9,7 +9,7 @@ import pytest
 from stable_baselines3.common.env_checker import check_env
 
 from tests.conftest import REAL_DATA
-from tradeflow.data.sources.files import read_bar_file
+from tradeflow.adapters.files.data import read_bar_file
 from tradeflow.errors import InputError
 from tradeflow.rl.config import EnvConfig
 from tradeflow.rl.env import BUY, HOLD, SELL, TradingEnv

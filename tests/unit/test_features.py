@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tradeflow.data.sources.files import read_bar_file
-from tradeflow.data.sources.sample import SampleSource
+from tradeflow.adapters.files.data import read_bar_file
+from tradeflow.adapters.sample.data import SampleSource
 from tradeflow.errors import ConfigError, InputError
 from tradeflow.features import (
     DEFAULT_SPEC,

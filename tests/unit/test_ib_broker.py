@@ -15,13 +15,13 @@ from ib_async import AccountValue, Contract, Order, OrderStatus, Position, Trade
 
 from tests.contract.broker_fixtures import SPY_CLOSE, SteppingClock, intent
 from tests.fixtures.recorded.ib_trading.paper_gateway import PaperGateway, ib_error, load
+from tradeflow.adapters.ib import parsing as parse
+from tradeflow.adapters.ib.execution import IBBroker
 from tradeflow.config import IBSettings
 from tradeflow.domain import OrderStatus as Status
 from tradeflow.domain import Position as DomainPosition
 from tradeflow.domain import Side, SubmitOutcome
 from tradeflow.errors import BrokerUnavailable
-from tradeflow.execution import ib_parsing as parse
-from tradeflow.execution.ib import IBBroker
 
 CID = "tf-sma-SPY-20240105-0"
 

@@ -7,10 +7,10 @@ import json
 import pandas as pd
 import pytest
 
+from tradeflow.adapters.files.data import read_bar_file
 from tradeflow.config import Settings
 from tradeflow.data import ingest as ingest_mod
 from tradeflow.data.ingest import IngestRequest, ingest, plan_ingest
-from tradeflow.data.sources.files import read_bar_file
 from tradeflow.data.store import SnapshotStore
 from tradeflow.errors import DataQualityError, DataStaleError, TransientSourceError
 

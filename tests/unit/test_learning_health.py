@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tradeflow.data.sources.files import read_bar_file
+from tradeflow.adapters.files.data import read_bar_file
 from tradeflow.errors import ConfigError, InputError
 from tradeflow.features import build_features
 from tradeflow.learning.health import (

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tradeflow.adapters.files.data import read_bar_file
 from tradeflow.calendar import MarketCalendar
 from tradeflow.data.quality.checks import (
     check_adjustment_breaks,
@@ -20,7 +21,6 @@ from tradeflow.data.quality.checks import (
     ordered_bars,
     run_checks,
 )
-from tradeflow.data.sources.files import read_bar_file
 
 REAL = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "real"
 

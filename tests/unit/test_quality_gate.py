@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tradeflow.adapters.files.data import read_bar_file
 from tradeflow.calendar import MarketCalendar
 from tradeflow.data.bars import empty_bars
 from tradeflow.data.quality import (
@@ -22,7 +23,6 @@ from tradeflow.data.quality import (
     run_gate,
 )
 from tradeflow.data.quality.report import REPORT_FAILURES_PER_CHECK
-from tradeflow.data.sources.files import read_bar_file
 from tradeflow.errors import DataQualityError, DataStaleError
 
 FILES = {"SPY": "SPY.csv", "AAPL": "AAPL.csv", "MSFT": "MSFT.csv", "^VIX": "VIX.csv"}

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tradeflow.adapters.files.data import read_bar_file
 from tradeflow.data.bars import empty_bars
 from tradeflow.data.quality import gx_layer
 from tradeflow.data.quality.known_events import find_expectations_dir
 from tradeflow.data.quality.report import LayerOutcome
-from tradeflow.data.sources.files import read_bar_file
 
 REAL = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "real"
 EXPECTATIONS = find_expectations_dir()

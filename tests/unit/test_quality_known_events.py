@@ -6,11 +6,11 @@ import json
 
 import pytest
 
+from tradeflow.adapters.files.data import read_bar_file
 from tradeflow.calendar import MarketCalendar
 from tradeflow.data.quality import GateContext, KnownEvents, gx_layer, run_gate
 from tradeflow.data.quality.known_events import KNOWN_EVENTS_FILE, find_expectations_dir
 from tradeflow.data.quality.report import Failure
-from tradeflow.data.sources.files import read_bar_file
 from tradeflow.errors import ConfigError
 
 REPO_EVENTS = find_expectations_dir() / KNOWN_EVENTS_FILE

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tradeflow.adapters.files.data import read_bar_file
 from tradeflow.data.quality.schema import bar_schema, validate_schema
-from tradeflow.data.sources.files import read_bar_file
 
 REAL = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "real"
 

@@ -138,7 +138,7 @@ def test_feature_tables_the_model_was_not_trained_on_are_rejected(table, model):
 
 
 def test_policy_trained_on_built_features_backtests_to_its_env_equity(tmp_path, real_data):
-    from tradeflow.data.sources.files import read_bar_file
+    from tradeflow.adapters.files.data import read_bar_file
     from tradeflow.features import build_features
 
     bars = read_bar_file(real_data / "SPY.csv", "SPY")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tradeflow.data.sources.files import read_bar_file
+from tradeflow.adapters.files.data import read_bar_file
 from tradeflow.errors import InputError
 from tradeflow.sim import CostModel, MarketArrays, rebalance, simulate_targets
 

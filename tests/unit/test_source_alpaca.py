@@ -9,15 +9,15 @@ import requests
 from pydantic import SecretStr
 
 from tests.fixtures.recorded.replay import AlpacaReplay, alpaca_error, load_json
-from tradeflow.config import AlpacaSettings
-from tradeflow.data.bars import BAR_COLUMNS
-from tradeflow.data.sources.alpaca import (
-    SECRET_ENV,
+from tradeflow.adapters.alpaca.client import SECRET_ENV
+from tradeflow.adapters.alpaca.data import (
     AlpacaSource,
     bars_for_symbol,
     bars_to_frame,
     classify_alpaca_error,
 )
+from tradeflow.config import AlpacaSettings
+from tradeflow.data.bars import BAR_COLUMNS
 from tradeflow.data.sources.base import fetch_with_retry
 from tradeflow.errors import (
     ConfigError,

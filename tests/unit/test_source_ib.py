@@ -12,16 +12,16 @@ import pandas as pd
 import pytest
 
 from tests.fixtures.recorded.replay import IBReplay, ib_bars, load_json
-from tradeflow.config import IBSettings
-from tradeflow.data.bars import BAR_COLUMNS
-from tradeflow.data.sources.base import fetch_with_retry
-from tradeflow.data.sources.ib import (
+from tradeflow.adapters.ib.data import (
     IBSource,
     classify_ib_error,
     duration_for,
     ib_bars_to_frame,
-    make_contract,
 )
+from tradeflow.adapters.ib.parsing import make_contract
+from tradeflow.config import IBSettings
+from tradeflow.data.bars import BAR_COLUMNS
+from tradeflow.data.sources.base import fetch_with_retry
 from tradeflow.errors import EmptyDataError, SourceError, TransientSourceError, UnknownSymbolError
 
 START, END = pd.Timestamp("2023-12-14"), pd.Timestamp("2024-01-04")

@@ -20,9 +20,9 @@ from yfinance.exceptions import (
 )
 
 from tests.fixtures.recorded.replay import YahooReplay, yahoo_history
+from tradeflow.adapters.yahoo.data import YFinanceSource, classify_yfinance_error, history_to_bars
 from tradeflow.data.bars import BAR_COLUMNS
 from tradeflow.data.sources.base import fetch_with_retry
-from tradeflow.data.sources.yahoo import YFinanceSource, classify_yfinance_error, history_to_bars
 from tradeflow.errors import EmptyDataError, SourceError, TransientSourceError, UnknownSymbolError
 
 START, END = pd.Timestamp("2023-12-14"), pd.Timestamp("2024-01-04")
@@ -203,7 +203,7 @@ def test_pandas4_warnings_raised_inside_yfinance_are_silenced() -> None:
 def test_default_client_makes_yfinance_raise_instead_of_hiding_errors() -> None:
     import yfinance as yf
 
-    from tradeflow.data.sources import yahoo
+    from tradeflow.adapters.yahoo import data as yahoo
 
     before = yf.config.debug.hide_exceptions
     yf.config.debug.hide_exceptions = True  # yfinance's default

@@ -8,8 +8,8 @@ import os
 import pandas as pd
 import pytest
 
+from tradeflow.adapters.files.data import read_bar_file
 from tradeflow.data.bars import frame_digest
-from tradeflow.data.sources.files import read_bar_file
 from tradeflow.data.store import SnapshotStore
 from tradeflow.errors import StoreError
 

@@ -177,7 +177,7 @@ def test_missing_feature_column_is_a_clear_input_error():
 
 @pytest.fixture(scope="module")
 def spy_features(real_data):
-    from tradeflow.data.sources.files import read_bar_file
+    from tradeflow.adapters.files.data import read_bar_file
     from tradeflow.features import DEFAULT_SPEC, build_features
 
     spy = read_bar_file(real_data / "SPY.csv", "SPY")

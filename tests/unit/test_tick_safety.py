@@ -11,8 +11,8 @@ import pytest
 
 from tests.fixtures.strategies import FixedWeight
 from tests.unit.conftest import LAST_SESSION, OPEN_NOW
+from tradeflow.adapters.files.data import read_bar_file
 from tradeflow.core.tick import run_tick
-from tradeflow.data.sources.files import read_bar_file
 from tradeflow.domain import OrderIntent, Side, TradingState
 from tradeflow.features import DEFAULT_SPEC, features_for_live
 from tradeflow.risk import DenialReason, RiskContext, RiskGovernor, RiskLimits

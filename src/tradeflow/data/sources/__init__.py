@@ -20,25 +20,25 @@ def make_source(
 ) -> BarSource:
     """The adapter for `name`, configured from settings; file sources need `path`."""
     if name == "sample":
-        from tradeflow.data.sources.sample import SampleSource
+        from tradeflow.adapters.sample.data import SampleSource
 
         return SampleSource(calendar)
     if name in ("csv", "parquet"):
         if path is None:
             raise InputError(f"--source {name} needs --path (a file or a directory of files)")
-        from tradeflow.data.sources.files import FileSource
+        from tradeflow.adapters.files.data import FileSource
 
         return FileSource(path, name, calendar, max_bytes=settings.quality.max_input_bytes)
     if name == "yfinance":
-        from tradeflow.data.sources.yahoo import YFinanceSource
+        from tradeflow.adapters.yahoo.data import YFinanceSource
 
         return YFinanceSource(calendar=calendar)
     if name == "alpaca":
-        from tradeflow.data.sources.alpaca import AlpacaSource
+        from tradeflow.adapters.alpaca.data import AlpacaSource
 
         return AlpacaSource(settings.alpaca, calendar=calendar)
     if name == "ib":
-        from tradeflow.data.sources.ib import IBSource
+        from tradeflow.adapters.ib.data import IBSource
 
         return IBSource(settings.ib, calendar=calendar)
     raise InputError(f"unknown source {name!r}; expected one of {', '.join(SOURCE_NAMES)}")

@@ -1,4 +1,4 @@
-"""Interactive Brokers (TWS or IB Gateway) through ib_async (imported here and in ib_parsing only).
+"""Interactive Brokers (TWS or IB Gateway) through ib_async (imported only under adapters/ib).
 
 Our client order id travels in `order.orderRef`. IB, unlike Alpaca, does not refuse a second order
 with the same orderRef, so the adapter refuses it itself: before placing, it looks the id up among
@@ -24,19 +24,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
+from tradeflow.adapters.ib import parsing as parse
+from tradeflow.adapters.ib.client import close_event_loop, disconnect_quietly, new_ib
 from tradeflow.config import IBSettings
 from tradeflow.domain import Account, BrokerOrder, Execution, OrderIntent, Position, SubmitOutcome, SubmitResult
 from tradeflow.errors import BrokerUnavailable
-from tradeflow.execution import ib_parsing as parse
-from tradeflow.loops import close_event_loop
 
-log = logging.getLogger("tradeflow.execution.ib")
 T = TypeVar("T")
 # What a lost or refused connection, a timed-out request or an IB request error look like.
 _CONNECTION_FAILURES = (ConnectionError, OSError, TimeoutError, asyncio.TimeoutError)
@@ -73,13 +71,6 @@ class IBTradingClient(Protocol):
     def sleep(self, secs: float) -> Any: ...
 
 
-def _default_ib() -> IBTradingClient:
-    from ib_async import IB
-
-    ib: IBTradingClient = IB()
-    return ib
-
-
 def _startup_fetch() -> Any:
     """Positions, open and completed orders, executions; account values come from accountSummary."""
     from ib_async.ib import StartupFetch
@@ -113,7 +104,7 @@ class IBBroker:
     ) -> None:
         self._settings = settings
         self._account = account
-        self._factory = ib_factory or _default_ib
+        self._factory = ib_factory or new_ib
         self._ack_polls = max(1, round(ack_timeout_s / poll_s))
         self._poll_s = poll_s
         self._ib: IBTradingClient | None = None
@@ -213,10 +204,7 @@ class IBBroker:
 
     def _drop(self) -> None:
         if self._ib is not None:
-            try:
-                self._ib.disconnect()
-            except Exception as exc:  # a failed goodbye must not hide the real error
-                log.warning("IB disconnect failed: %s", exc)
+            disconnect_quietly(self._ib)
         self._ib = None
 
     def _query(self, what: str, fn: Callable[[IBTradingClient], T]) -> T:

@@ -1,4 +1,4 @@
-"""Daily bars from Interactive Brokers (TWS or IB Gateway) through ib_async (imported here only).
+"""Daily bars from Interactive Brokers (TWS or IB Gateway) through ib_async (imported only under adapters/ib).
 
 Threads and event loops: ib_async's blocking calls drive an asyncio loop (run_until_complete). That
 breaks in a thread whose loop is already running, and its predecessor ib_insync broke in worker
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,17 +32,14 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from tradeflow.adapters.ib.client import close_event_loop, disconnect_quietly, new_ib
+from tradeflow.adapters.ib.parsing import make_contract
 from tradeflow.calendar import NEW_YORK, MarketCalendar
 from tradeflow.config import IBSettings
 from tradeflow.data.bars import check_symbol, is_index_symbol, normalize_bars
 from tradeflow.data.sources.base import clip_range, require_rows
-from tradeflow.loops import close_event_loop
 from tradeflow.errors import EmptyDataError, SourceError, TransientSourceError, UnknownSymbolError
 
-log = logging.getLogger("tradeflow.data.sources.ib")
-
-# Yahoo-style index symbols -> (IB symbol, exchange).
-INDEXES: dict[str, tuple[str, str]] = {"^VIX": ("VIX", "CBOE"), "^GSPC": ("SPX", "CBOE"), "^NDX": ("NDX", "NASDAQ")}
 # IB error codes worth a retry: 502 cannot connect, 504 not connected, 1100 connectivity lost,
 # 1101 restored with data lost, 10182 request failed because of a disconnect.
 _TRANSIENT_CODES = frozenset({502, 504, 1100, 1101, 10182})
@@ -65,26 +61,6 @@ class IBClient(Protocol):
     def reqCurrentTime(self) -> dt.datetime: ...  # noqa: N802
 
     def disconnect(self) -> Any: ...
-
-
-def _default_ib() -> IBClient:
-    from ib_async import IB
-
-    ib: IBClient = IB()
-    return ib
-
-
-def make_contract(symbol: str) -> Any:
-    """^VIX -> Index('VIX', 'CBOE', 'USD'); stocks and ETFs -> Stock(sym, 'SMART', 'USD').
-
-    Share classes are written with a space at IB (BRK.B / BRK-B -> 'BRK B').
-    """
-    from ib_async import Index, Stock
-
-    if is_index_symbol(symbol):
-        ib_symbol, exchange = INDEXES.get(symbol, (symbol.lstrip("^"), "CBOE"))
-        return Index(ib_symbol, exchange, "USD")
-    return Stock(symbol.replace(".", " ").replace("-", " "), "SMART", "USD")
 
 
 def duration_for(start: pd.Timestamp, end: pd.Timestamp) -> str:
@@ -180,7 +156,7 @@ class IBSource:
         self._settings = settings
         # `calendar` is accepted for make_source's uniform signature: IB sends no placeholder rows
         # on holidays, so there is nothing to check against it.
-        self._ib_factory = ib_factory or _default_ib
+        self._ib_factory = ib_factory or new_ib
 
     @property
     def coverage_end(self) -> pd.Timestamp | None:
@@ -224,10 +200,7 @@ class IBSource:
                 raise
             raise mapped from exc
         finally:
-            try:
-                ib.disconnect()
-            except Exception as exc:  # a failed goodbye must not hide the answer or the real error
-                log.warning("IB disconnect failed: %s", exc)
+            disconnect_quietly(ib)
 
     def _requests(
         self, ib: IBClient, symbol: str, start: pd.Timestamp, end: pd.Timestamp

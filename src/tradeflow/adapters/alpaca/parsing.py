@@ -8,17 +8,15 @@ string form (the API sends strings; alpaca-py keeps some as float).
 from __future__ import annotations
 
 import datetime as dt
-import warnings
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
+from tradeflow.adapters.alpaca.client import quiet_sdk_import
 from tradeflow.domain import Account, BrokerOrder, Execution, OrderIntent, OrderStatus, Position, Side
 
-with warnings.catch_warnings():
-    # alpaca.trading imports its websocket stream, which imports the deprecated websockets.legacy.
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"websockets(\.|$)")
+with quiet_sdk_import():
     from alpaca.trading.enums import OrderSide, TimeInForce
     from alpaca.trading.requests import LimitOrderRequest, MarketOrderRequest
 

@@ -1,5 +1,5 @@
-"""Alpaca paper and live trading through alpaca-py's TradingClient (imported here and in
-alpaca_parsing only).
+"""Alpaca paper and live trading through alpaca-py's TradingClient (imported only under
+adapters/alpaca).
 
 Outcomes of a submit (RELIABILITY A1-A3, A10):
 - 200 -> ACCEPTED.
@@ -30,17 +30,14 @@ import collections
 import datetime as dt
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
 import requests
 
-from tradeflow.config import AlpacaSettings
-from tradeflow.domain import Account, BrokerOrder, Execution, OrderIntent, Position, SubmitOutcome, SubmitResult
-from tradeflow.errors import BrokerUnavailable, ConfigError
-from tradeflow.execution.alpaca_parsing import (
+from tradeflow.adapters.alpaca.client import quiet_sdk_import, trading_client
+from tradeflow.adapters.alpaca.parsing import (
     ErrorKind,
     account_to_domain,
     classify_http_error,
@@ -50,11 +47,12 @@ from tradeflow.execution.alpaca_parsing import (
     order_to_domain,
     position_to_domain,
 )
+from tradeflow.config import AlpacaSettings
+from tradeflow.domain import Account, BrokerOrder, Execution, OrderIntent, Position, SubmitOutcome, SubmitResult
+from tradeflow.errors import BrokerUnavailable
 
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"websockets(\.|$)")
+with quiet_sdk_import():
     from alpaca.common.exceptions import APIError
-    from alpaca.trading.client import TradingClient
     from alpaca.trading.enums import QueryOrderStatus
     from alpaca.trading.requests import GetOrdersRequest
 
@@ -149,12 +147,7 @@ class AlpacaBroker:
     def from_settings(cls, settings: AlpacaSettings, *, limiter: RequestRateLimiter | None = None) -> AlpacaBroker:
         """A TradingClient on the paper or live endpoint as `settings.paper` says (the live opt-in
         itself is checked before this, by tradeflow.core.safety)."""
-        if settings.api_key is None or settings.secret_key is None:
-            raise ConfigError("Alpaca keys are missing (TRADEFLOW_ALPACA__API_KEY / TRADEFLOW_ALPACA__SECRET_KEY)")
-        client = TradingClient(
-            settings.api_key.get_secret_value(), settings.secret_key.get_secret_value(), paper=settings.paper
-        )
-        return cls(client, paper=settings.paper, limiter=limiter)
+        return cls(trading_client(settings), paper=settings.paper, limiter=limiter)
 
     def __repr__(self) -> str:
         # The client holds the keys in plain attributes: never let its state into a repr.

@@ -12,8 +12,11 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
+from tradeflow.data.bars import is_index_symbol
 from tradeflow.domain import Account, BrokerOrder, Execution, OrderIntent, OrderStatus, Position, Side, SubmitOutcome
 
+# Yahoo-style index symbols -> (IB symbol, exchange).
+INDEXES: dict[str, tuple[str, str]] = {"^VIX": ("VIX", "CBOE"), "^GSPC": ("SPX", "CBOE"), "^NDX": ("NDX", "NASDAQ")}
 # ib_async's "no value" for doubles (util.UNSET_DOUBLE == sys.float_info.max).
 _UNSET = 1.7976931348623157e308
 # IB statuses (ib_async.OrderStatus): waiting for IB's acknowledgement, live, and done.
@@ -25,9 +28,14 @@ _CANCEL_ACK = 202
 
 
 def make_contract(symbol: str) -> Any:
-    """A SMART-routed USD stock; share classes are written with a space at IB (BRK.B -> 'BRK B')."""
-    from ib_async import Stock
+    """^VIX -> Index('VIX', 'CBOE', 'USD'); stocks and ETFs -> a SMART-routed USD Stock. Share
+    classes are written with a space at IB (BRK.B / BRK-B -> 'BRK B'). One table for the data
+    source and the broker."""
+    from ib_async import Index, Stock
 
+    if is_index_symbol(symbol):
+        ib_symbol, exchange = INDEXES.get(symbol, (symbol.lstrip("^"), "CBOE"))
+        return Index(ib_symbol, exchange, "USD")
     return Stock(symbol.replace(".", " ").replace("-", " "), "SMART", "USD")
 
 

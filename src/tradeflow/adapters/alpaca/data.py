@@ -1,4 +1,4 @@
-"""Daily bars from Alpaca's market-data API through alpaca-py (alpaca-py is imported here only).
+"""Daily bars from Alpaca's market-data API through alpaca-py (imported only under adapters/alpaca).
 
 Adjustment: open/high/low/close/volume come from a request with adjustment=split (comparable
 across splits, like Yahoo's OHLC); adj_close is the close of a second request over the same range
@@ -19,13 +19,13 @@ failing after that is reported as transient for fetch_with_retry or the Prefect 
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import pandas as pd
 import requests
 
+from tradeflow.adapters.alpaca.client import KEY_ENV, SECRET_ENV, quiet_sdk_import, require_keys, trading_client
 from tradeflow.calendar import NEW_YORK, MarketCalendar
 from tradeflow.config import AlpacaSettings
 from tradeflow.data.bars import check_symbol, is_index_symbol, normalize_bars
@@ -38,19 +38,13 @@ from tradeflow.errors import (
     UnknownSymbolError,
 )
 
-# alpaca.data and alpaca.trading import their websocket streams, which import the deprecated
-# websockets.legacy: a warning about code this adapter never runs.
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"websockets(\.|$)")
+with quiet_sdk_import():
     from alpaca.common.exceptions import APIError
     from alpaca.data.enums import Adjustment, DataFeed
     from alpaca.data.historical import StockHistoricalDataClient
     from alpaca.data.requests import StockBarsRequest
     from alpaca.data.timeframe import TimeFrame
-    from alpaca.trading.client import TradingClient
 
-KEY_ENV = "TRADEFLOW_ALPACA__API_KEY"
-SECRET_ENV = "TRADEFLOW_ALPACA__SECRET_KEY"
 FEEDS = ("iex", "sip", "delayed_sip")
 # Wire names of a bar in Alpaca's JSON, and the attribute names alpaca-py's Bar model gives them.
 _WIRE_TO_MODEL = {"t": "timestamp", "o": "open", "h": "high", "l": "low", "c": "close", "v": "volume"}
@@ -147,20 +141,9 @@ def classify_alpaca_error(exc: BaseException, symbol: str) -> SourceError | None
     return None
 
 
-def _require_keys(settings: AlpacaSettings) -> tuple[str, str]:
-    key = settings.api_key.get_secret_value() if settings.api_key else ""
-    secret = settings.secret_key.get_secret_value() if settings.secret_key else ""
-    missing = [name for name, value in ((KEY_ENV, key), (SECRET_ENV, secret)) if not value]
-    if missing:
-        raise ConfigError(
-            f"the alpaca source needs API keys: set {KEY_ENV} and {SECRET_ENV} (missing: {', '.join(missing)})"
-        )
-    return key, secret
-
-
 def _keys_if_set(settings: AlpacaSettings) -> tuple[str, str] | None:
     try:
-        return _require_keys(settings)
+        return require_keys(settings)
     except ConfigError:
         return None
 
@@ -184,7 +167,7 @@ class AlpacaSource:
         # `calendar` is accepted for make_source's uniform signature: Alpaca sends no placeholder
         # rows on holidays, so there is nothing to check against it.
         # Without an injected client the keys are needed now: fail at construction, not mid-ingest.
-        self._keys = _require_keys(settings) if client is None else _keys_if_set(settings)
+        self._keys = require_keys(settings) if client is None else _keys_if_set(settings)
         self._client = client
         self._asset_client = asset_client
 
@@ -201,7 +184,7 @@ class AlpacaSource:
 
     def _bars_client(self) -> BarsClient:
         if self._client is None:
-            key, secret = self._keys or _require_keys(self._settings)
+            key, secret = self._keys or require_keys(self._settings)
             # raw_data: the adapter reads the REST JSON itself (bars_to_frame), the same shape as the
             # recorded responses the tests replay.
             self._client = StockHistoricalDataClient(api_key=key, secret_key=secret, raw_data=True)
@@ -209,8 +192,7 @@ class AlpacaSource:
 
     def _assets(self) -> AssetClient | None:
         if self._asset_client is None and self._keys is not None:
-            key, secret = self._keys
-            self._asset_client = TradingClient(key, secret, paper=self._settings.paper, raw_data=True)
+            self._asset_client = trading_client(self._settings, raw_data=True)
         return self._asset_client
 
     def _request_bars(self, symbol: str, start: pd.Timestamp, end: pd.Timestamp, adjustment: str) -> list[Any]:

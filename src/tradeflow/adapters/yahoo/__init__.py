@@ -1,0 +1,1 @@
+"""Yahoo Finance through yfinance (data only; Yahoo is not a broker)."""
