@@ -330,7 +330,9 @@ def features(
 def backtest(
     strategy: Annotated[str, typer.Option(help="buy_and_hold|sma|rsi|macd|mean_reversion|champion")],
     source: Annotated[str, typer.Option(help="sample|csv|parquet|yfinance|alpaca|ib")] = "sample",
-    symbols: Annotated[str, typer.Option(help="The traded symbol, e.g. SPY.")] = "SPY",
+    symbols: Annotated[
+        str, typer.Option(help="The traded symbol, or several (SPY,AAPL,MSFT) for a portfolio.")
+    ] = "SPY",
     vix: Annotated[str, typer.Option(help="Volatility index for the VIX features ('' to leave them out).")] = "^VIX",
     path: Annotated[str | None, typer.Option(help="File or directory for csv/parquet sources.")] = None,
     start: Annotated[str | None, typer.Option(help="First session of the backtest.")] = None,
@@ -354,6 +356,12 @@ def backtest(
         raise TradeflowError(f"unknown strategy {strategy!r}; expected one of {', '.join(names)}")
     instant = _now(now)
     start, end = _window(start, end, instant)
+    from tradeflow.data.bars import parse_symbols
+
+    universe = tuple(parse_symbols(symbols))
+    if len(universe) > 1:
+        _backtest_portfolio(strategy, universe, source, vix, path, (start, end), instant, engine, as_json)
+        return
     settings, config, feats, _ = _gated_features(source, symbols, vix, path, (start, end), instant, as_json)
     if strategy == "champion":
         from tradeflow.registry import ModelRegistry
@@ -412,6 +420,54 @@ def backtest(
         typer.echo(f"  {key:<14} {value}")
     for event in breakers:
         typer.echo(f"  breaker: {event['breaker']} -> {event['state']} ({event['session']}): {event['detail']}")
+
+
+def _backtest_portfolio(
+    strategy: str,
+    universe: tuple[str, ...],
+    source: str,
+    vix: str,
+    path: str | None,
+    window: tuple[str | None, str | None],
+    instant: pd.Timestamp,
+    engine: str,
+    as_json: bool,
+) -> None:
+    """`backtest --symbols A,B,C`: the rule in equal sleeves over the universe (backtest/portfolio.py)."""
+    from tradeflow.backtest.metrics import to_jsonable
+    from tradeflow.backtest.portfolio import backtest_portfolio
+    from tradeflow.sim import SizingRules
+    from tradeflow.strategies import make_strategy
+
+    if engine != "vector":
+        raise TradeflowError("the replay engine trades one instrument today: use --engine vector for a portfolio")
+    if strategy == "champion":
+        raise TradeflowError("the champion decides for the universe it was trained on (one symbol): pass --symbols X")
+    features = {}
+    for symbol in universe:
+        settings, config, feats, _ = _gated_features(source, symbol, vix, path, window, instant, as_json)
+        features[symbol] = feats
+    trading = settings.trading
+    rules = SizingRules(fractional=False, cash_buffer=trading.cash_buffer, rebalance_band=trading.rebalance_band)
+    start, end = window
+    result = backtest_portfolio(
+        make_strategy(strategy), features, config.cost, config.capital, start, end, limits=settings.risk, rules=rules
+    )
+    payload = to_jsonable({**result.to_json(), "engine": engine})
+    if as_json:
+        _emit(payload)
+        return
+    first, last = result.equity.index[0].date(), result.equity.index[-1].date()
+    typer.echo(f"{strategy} in equal sleeves over {', '.join(universe)} {first} .. {last}, net of costs:")
+    for key, value in to_jsonable(result.metrics).items():
+        typer.echo(f"  {key:<14} {value}")
+    for symbol, figures in result.per_symbol.items():
+        typer.echo(
+            f"  {symbol:<6} P&L {figures['pnl']:,.0f} ({figures['contribution']:+.1%} of capital), "
+            f"{figures['trades']} trade(s), final weight {figures['final_weight']:.1%}"
+        )
+    for event in result.breakers:
+        typer.echo(f"  breaker: {event.breaker} -> {event.state} ({event.session}): {event.detail}")
 
 
 @app.command()

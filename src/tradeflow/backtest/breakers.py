@@ -22,7 +22,16 @@ import numpy as np
 import pandas as pd
 
 from tradeflow.risk.limits import RiskLimits
-from tradeflow.sim import RESEARCH, CostModel, MarketArrays, SimResult, SizingRules, simulate_targets
+from tradeflow.sim import (
+    RESEARCH,
+    CostModel,
+    MarketArrays,
+    PanelMarket,
+    PortfolioResult,
+    SimResult,
+    SizingRules,
+    simulate_portfolio,
+)
 
 APPLIED = ("drawdown",)
 
@@ -40,8 +49,12 @@ class BreakerEvent:
 
 def reduce_only_from(targets: np.ndarray, row: int) -> np.ndarray:
     """Targets decided at `row` and after may only move toward flat from the position held then (the
-    target decided at row - 1): never larger, never of the other sign."""
+    target decided at row - 1): never larger, never of the other sign. Per column for a portfolio."""
     out = np.asarray(targets, dtype=np.float64).copy()
+    if out.ndim == 2:
+        for j in range(out.shape[1]):
+            out[:, j] = reduce_only_from(out[:, j], row)
+        return out
     held = out[row - 1] if row > 0 else 0.0
     tail = out[row:]
     if held >= 0:
@@ -51,17 +64,17 @@ def reduce_only_from(targets: np.ndarray, row: int) -> np.ndarray:
     return out
 
 
-def simulate_with_breakers(
-    market: MarketArrays,
-    targets: np.ndarray,
+def portfolio_with_breakers(
+    market: PanelMarket,
+    weights: np.ndarray,
     cost: CostModel,
     capital: float,
     limits: RiskLimits,
     rules: SizingRules = RESEARCH,
-) -> tuple[SimResult, tuple[BreakerEvent, ...], np.ndarray]:
-    """`simulate_targets` under the governor's drawdown breaker; also the trading state at each close
-    ("ACTIVE" or "HALTED": the state the decision at that close was made in)."""
-    sim = simulate_targets(market, targets, cost, capital, rules)
+) -> tuple[PortfolioResult, tuple[BreakerEvent, ...], np.ndarray]:
+    """`simulate_portfolio` under the governor's drawdown breaker; also the trading state at each
+    close ("ACTIVE" or "HALTED": the state the decision at that close was made in)."""
+    sim = simulate_portfolio(market, weights, cost, capital, rules)
     state = np.full(len(market), "ACTIVE", dtype=object)
     equity = sim.equity
     peak = np.maximum.accumulate(equity)
@@ -72,9 +85,9 @@ def simulate_with_breakers(
     if len(hits) == 0:
         return sim, (), state
     row = int(hits[0])
-    clamped = reduce_only_from(targets, row)
-    if not np.array_equal(clamped, np.asarray(targets, dtype=np.float64)):
-        sim = simulate_targets(market, clamped, cost, capital, rules)
+    clamped = reduce_only_from(weights, row)
+    if not np.array_equal(clamped, np.asarray(weights, dtype=np.float64)):
+        sim = simulate_portfolio(market, clamped, cost, capital, rules)
     state[row:] = "HALTED"
     session = pd.Timestamp(market.sessions[row]).date().isoformat()
     detail = (
@@ -82,3 +95,18 @@ def simulate_with_breakers(
         "only position-reducing orders from here, as live trading would"
     )
     return sim, (BreakerEvent(session, "drawdown", "HALTED", detail),), state
+
+
+def simulate_with_breakers(
+    market: MarketArrays,
+    targets: np.ndarray,
+    cost: CostModel,
+    capital: float,
+    limits: RiskLimits,
+    rules: SizingRules = RESEARCH,
+) -> tuple[SimResult, tuple[BreakerEvent, ...], np.ndarray]:
+    """The one-instrument case of `portfolio_with_breakers`."""
+    w = np.asarray(targets, dtype=np.float64)
+    sim, events, state = portfolio_with_breakers(PanelMarket.of(market), w[:, None], cost, capital, limits, rules)
+    final = sim.weights[:, 0]
+    return SimResult(sim.equity, sim.shares[:, 0], sim.cash, final, sim.fills), events, state

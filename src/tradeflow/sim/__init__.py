@@ -1,8 +1,8 @@
 """The one cost and fill model and the portfolio simulator shared by the RL env and the backtester."""
 
 from tradeflow.sim.costs import CostModel
-from tradeflow.sim.market import MarketArrays
-from tradeflow.sim.portfolio import Fill, SimResult, rebalance, simulate_targets
+from tradeflow.sim.market import MarketArrays, PanelMarket
+from tradeflow.sim.portfolio import Fill, PortfolioResult, SimResult, rebalance, simulate_portfolio, simulate_targets
 from tradeflow.sim.sizing import RESEARCH, Sized, SizingRules, size_order
 
 __all__ = [
@@ -10,10 +10,13 @@ __all__ = [
     "CostModel",
     "Fill",
     "MarketArrays",
+    "PanelMarket",
+    "PortfolioResult",
     "SimResult",
     "Sized",
     "SizingRules",
     "rebalance",
+    "simulate_portfolio",
     "simulate_targets",
     "size_order",
 ]

@@ -14,7 +14,7 @@ import numpy as np
 
 from tradeflow.errors import InputError
 from tradeflow.sim.costs import CostModel
-from tradeflow.sim.market import MarketArrays
+from tradeflow.sim.market import MarketArrays, PanelMarket
 from tradeflow.sim.sizing import RESEARCH, SizingRules, size_order
 
 
@@ -26,6 +26,7 @@ class Fill:
     commission: float
     fees: float  # SEC fee + FINRA TAF
     slippage: float  # |shares| * |price - reference price|
+    asset: int = 0  # the column of the instrument in a portfolio (0 for one asset)
 
     @property
     def total_cost(self) -> float:
@@ -41,13 +42,18 @@ def rebalance(
     cost: CostModel,
     index: int = -1,
     rules: SizingRules = RESEARCH,
+    *,
+    equity: float | None = None,
+    asset: int = 0,
 ) -> tuple[float, float, Fill | None]:
     """Trade at `price` towards `weight` of equity in the asset; returns (cash, shares, fill).
 
-    The quantity is the one sizing's (`size_order`): a long-only book's buys are limited by the
-    cash on hand, so it never borrows to pay its commission.
+    `equity` is the whole book's, marked at the open (default: cash + this one asset). The quantity
+    is the one sizing's (`size_order`): a long-only book's buys are limited by the cash on hand, so it
+    never borrows to pay its commission.
     """
-    equity = cash + shares * price
+    if equity is None:
+        equity = cash + shares * price
     sized = size_order(weight, shares, cash, equity, price, volume, cost, rules)
     delta, impact = sized.qty, sized.impact
     if delta == 0.0:
@@ -65,7 +71,7 @@ def rebalance(
         commission = cost.commission(sold, fill_price)
         fees = cost.sell_fees(sold, fill_price)
         cash += sold * fill_price - commission - fees
-    fill = Fill(index, delta, fill_price, commission, fees, abs(delta) * abs(fill_price - price))
+    fill = Fill(index, delta, fill_price, commission, fees, abs(delta) * abs(fill_price - price), asset)
     return cash, shares + delta, fill
 
 
@@ -95,6 +101,72 @@ class SimResult:
         return float(sum(f.total_cost for f in self.fills))
 
 
+@dataclass(frozen=True)
+class PortfolioResult:
+    equity: np.ndarray  # (n,) at each close; equity[0] = initial capital
+    shares: np.ndarray  # (n, k) held at each close
+    cash: np.ndarray  # (n,)
+    weights: np.ndarray  # (n, k) target weights decided at each close
+    fills: tuple[Fill, ...]  # Fill.asset names the column
+
+
+def simulate_portfolio(
+    market: PanelMarket,
+    weights: np.ndarray,
+    cost: CostModel,
+    capital: float = 100_000.0,
+    rules: SizingRules = RESEARCH,
+) -> PortfolioResult:
+    """Equity curve of following target weights per instrument (decided at each close) through `market`.
+
+    An instrument trades at the open of t when its target decided at t-1 differs from the one before;
+    every trade of a session is sized against the book's equity marked at that open, sells first so
+    that their proceeds fund the buys. Only trade sessions run Python; between them the book is
+    constant and equity is marked in one numpy expression.
+    """
+    w = np.asarray(weights, dtype=float)
+    n, k = len(market), len(market.symbols)
+    if w.shape != (n, k):
+        raise InputError(f"weights must be one row per session and one column per instrument ({n}, {k}), got {w.shape}")
+    if not np.isfinite(w).all():
+        raise InputError("targets contain NaN or infinity")
+    decided = np.vstack((np.zeros((1, k)), w[:-1]))
+    previous = np.vstack((np.zeros((1, k)), decided[:-1]))
+    changed = decided != previous
+    trade_days = np.flatnonzero(changed.any(axis=1))
+    cash, shares = float(capital), np.zeros(k)
+    seg_cash = np.empty(len(trade_days) + 1)
+    seg_shares = np.empty((len(trade_days) + 1, k))
+    seg_cash[0], seg_shares[0] = cash, shares
+    fills: list[Fill] = []
+    opens, volumes = market.open, market.volume
+    for m, t in enumerate(trade_days):
+        cols = np.flatnonzero(changed[t])
+        marked = cash + float(shares @ opens[t])
+        book = None if k == 1 else marked  # one asset: rebalance marks it itself, as the RL env's step does
+        for j in sorted(cols, key=lambda j: decided[t, j] * marked - shares[j] * opens[t, j]):
+            cash, shares[j], fill = rebalance(
+                cash,
+                shares[j],
+                decided[t, j],
+                opens[t, j],
+                volumes[t, j],
+                cost,
+                int(t),
+                rules,
+                equity=book,
+                asset=int(j),
+            )
+            if fill is not None:
+                fills.append(fill)
+        seg_cash[m + 1], seg_shares[m + 1] = cash, shares
+    seg = np.searchsorted(trade_days, np.arange(n), side="right")
+    cash_t, shares_t = seg_cash[seg], seg_shares[seg]
+    equity = cash_t + (shares_t * market.close).sum(axis=1)
+    equity[0] = capital
+    return PortfolioResult(equity=equity, shares=shares_t, cash=cash_t, weights=w, fills=tuple(fills))
+
+
 def simulate_targets(
     market: MarketArrays,
     targets: np.ndarray,
@@ -102,35 +174,11 @@ def simulate_targets(
     capital: float = 100_000.0,
     rules: SizingRules = RESEARCH,
 ) -> SimResult:
-    """Equity curve of following `targets` (weight decided at each close) through `market`.
-
-    Vectorised by holding period: only trade sessions run Python (the kernel); between trades the
-    position is constant and equity is marked in one numpy expression.
-    """
+    """Equity curve of following `targets` (weight decided at each close) through one instrument: the
+    one-column case of `simulate_portfolio`."""
     w = np.asarray(targets, dtype=float)
     n = len(market)
     if w.shape != (n,):
         raise InputError(f"targets must have one value per session ({n}), got shape {w.shape}")
-    if not np.isfinite(w).all():
-        raise InputError("targets contain NaN or infinity")
-    # A trade at the open of t happens when the target decided at t-1 differs from the one before
-    # (the book starts flat); the last target has no next open and is never executed.
-    decided = np.concatenate(([0.0], w[:-1]))
-    previous = np.concatenate(([0.0], decided[:-1]))
-    trade_days = np.flatnonzero(decided != previous)
-    cash, shares = float(capital), 0.0
-    seg_cash = np.empty(len(trade_days) + 1)
-    seg_shares = np.empty(len(trade_days) + 1)
-    seg_cash[0], seg_shares[0] = cash, shares
-    fills: list[Fill] = []
-    opens, volumes = market.open, market.volume
-    for k, t in enumerate(trade_days):
-        cash, shares, fill = rebalance(cash, shares, decided[t], opens[t], volumes[t], cost, int(t), rules)
-        if fill is not None:
-            fills.append(fill)
-        seg_cash[k + 1], seg_shares[k + 1] = cash, shares
-    seg = np.searchsorted(trade_days, np.arange(n), side="right")
-    cash_t, shares_t = seg_cash[seg], seg_shares[seg]
-    equity = cash_t + shares_t * market.close
-    equity[0] = capital
-    return SimResult(equity=equity, shares=shares_t, cash=cash_t, targets=w, fills=tuple(fills))
+    result = simulate_portfolio(PanelMarket.of(market), w[:, None], cost, capital, rules)
+    return SimResult(equity=result.equity, shares=result.shares[:, 0], cash=result.cash, targets=w, fills=result.fills)
