@@ -1,0 +1,148 @@
+"""Panel features on real SPY, AAPL and MSFT (+ VIX): a panel row is the single-symbol row, sessions
+meet on the universe's common sessions, the market arrays line up."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tradeflow.data.sources.files import read_bar_file
+from tradeflow.domain.instruments import Universe
+from tradeflow.errors import InputError
+from tradeflow.features import DEFAULT_SPEC, build_features, build_panel, write_panel
+from tradeflow.features.build import PARQUET_ATTR
+
+REAL = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "real"
+SYMBOLS = ("SPY", "AAPL", "MSFT")
+UNIVERSE = Universe.of(*SYMBOLS)
+
+
+@lru_cache(maxsize=4)
+def bars(symbol: str) -> pd.DataFrame:
+    return read_bar_file(REAL / f"{symbol}.csv", symbol)
+
+
+@lru_cache(maxsize=1)
+def vix() -> pd.DataFrame:
+    return read_bar_file(REAL / "VIX.csv", "^VIX")
+
+
+@lru_cache(maxsize=1)
+def panel():
+    return build_panel({s: bars(s) for s in SYMBOLS}, vix(), UNIVERSE)
+
+
+def test_panel_row_equals_the_single_symbol_row_for_every_session_and_symbol():
+    p = panel()
+    names = list(DEFAULT_SPEC.names)
+    for symbol in SYMBOLS:
+        single = build_features(bars(symbol), vix())
+        single_rows = single.frame.set_index("session").loc[p.sessions, names]
+        panel_rows = p.frame.xs(symbol, level="symbol")[names]
+        np.testing.assert_array_equal(panel_rows.to_numpy(), single_rows.to_numpy())
+        np.testing.assert_array_equal(p.by_symbol[symbol].frame[names].to_numpy(), single_rows.to_numpy())
+
+
+def test_panel_is_indexed_session_major_by_session_and_symbol_in_universe_order():
+    p = panel()
+    assert p.frame.index.names == ["session", "symbol"]
+    assert list(p.frame.columns) == list(DEFAULT_SPEC.names)
+    assert len(p.frame) == len(p) * len(SYMBOLS)
+    assert list(p.frame.index.get_level_values("symbol")[:3]) == list(SYMBOLS)
+    np.testing.assert_array_equal(p.frame.index.get_level_values("session")[::3].to_numpy(), p.sessions)
+    assert p.matrix().shape == (len(p), len(SYMBOLS), len(DEFAULT_SPEC.names))
+    np.testing.assert_array_equal(p.matrix()[:, 1, :], p.by_symbol["AAPL"].matrix())
+
+
+def test_panel_sessions_are_the_inner_join_and_the_sessions_left_out_are_counted_per_symbol():
+    p = panel()
+    singles = {s: build_features(bars(s), vix()) for s in SYMBOLS}
+    common = singles["SPY"].sessions
+    for s in SYMBOLS[1:]:
+        common = np.intersect1d(common, singles[s].sessions)
+    np.testing.assert_array_equal(p.sessions, common)
+    # SPY's history starts in 1993 and AAPL/MSFT's files end 2023-05-23: the panel spans only both.
+    assert pd.Timestamp(p.sessions[-1]) == pd.Timestamp("2023-05-23")
+    for s in SYMBOLS:
+        assert p.dropped[s]["not_common"] == len(singles[s]) - len(p)
+        assert p.dropped[s]["warmup"] == DEFAULT_SPEC.warmup_rows
+
+
+def test_a_session_one_symbol_lacks_is_dropped_for_the_whole_universe():
+    gap = pd.Timestamp("2015-06-15")
+    msft = bars("MSFT")
+    holed = msft.loc[msft["session"] != gap].reset_index(drop=True)
+    p = build_panel({"SPY": bars("SPY"), "AAPL": bars("AAPL"), "MSFT": holed}, vix(), UNIVERSE, validate=False)
+    assert gap.to_datetime64() not in p.sessions
+    assert gap.to_datetime64() in panel().sessions
+    assert len(p) == len(panel()) - 1
+    assert p.dropped["SPY"]["not_common"] == panel().dropped["SPY"]["not_common"] + 1
+
+
+def test_panel_market_arrays_are_each_symbols_adjusted_prices_on_the_panel_sessions():
+    p = panel()
+    market = p.market()
+    assert list(market) == list(SYMBOLS)
+    for symbol, arrays in market.items():
+        np.testing.assert_array_equal(arrays.sessions, p.sessions)
+        raw = bars(symbol).set_index("session").loc[p.sessions]
+        np.testing.assert_allclose(arrays.close, raw["adj_close"].to_numpy(), rtol=1e-12)
+
+
+def test_panel_slice_keeps_sessions_frame_and_market_aligned():
+    p = panel().slice(100, 150)
+    assert len(p) == 50
+    np.testing.assert_array_equal(p.sessions, panel().sessions[100:150])
+    np.testing.assert_array_equal(p.frame.index.get_level_values("session").unique().to_numpy(), p.sessions)
+    np.testing.assert_array_equal(p.market()["MSFT"].sessions, p.sessions)
+
+
+def test_a_one_symbol_panel_is_build_features():
+    single = build_features(bars("SPY"), vix())
+    p = build_panel({"SPY": bars("SPY")}, vix(), Universe.of("SPY"))
+    pd.testing.assert_frame_equal(p.by_symbol["SPY"].frame, single.frame)
+    pd.testing.assert_frame_equal(p.by_symbol["SPY"].bars, single.bars)
+    assert p.dropped["SPY"]["not_common"] == 0
+
+
+def test_a_universe_without_a_common_session_is_one_input_error_naming_each_range():
+    spy, aapl = bars("SPY"), bars("AAPL")
+    early = spy.loc[spy["session"] < pd.Timestamp("2000-01-01")].reset_index(drop=True)
+    late = aapl.loc[aapl["session"] > pd.Timestamp("2005-01-01")].reset_index(drop=True)
+    with pytest.raises(InputError, match="no common feature session") as info:
+        build_panel({"SPY": early, "AAPL": late}, vix(), Universe.of("SPY", "AAPL"))
+    message = str(info.value)
+    assert "\n" not in message
+    assert "SPY 1994-09-13 .. 1999-12-31" in message
+    assert "AAPL 2006-" in message
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"SPY": "SPY"}, r"missing \['AAPL'\]"),
+        ({"SPY": "SPY", "AAPL": "AAPL", "MSFT": "MSFT"}, r"extra \['MSFT'\]"),
+        ({"SPY": "SPY", "AAPL": "MSFT"}, r"bars given for AAPL hold rows of \['MSFT'\]"),
+    ],
+)
+def test_panel_refuses_bars_that_do_not_match_the_universe(given, message):
+    with pytest.raises(InputError, match=message):
+        build_panel({key: bars(s) for key, s in given.items()}, vix(), Universe.of("SPY", "AAPL"))
+
+
+def test_write_panel_writes_one_row_per_session_and_symbol_with_the_spec_in_the_metadata(tmp_path):
+    p = panel().slice(len(panel()) - 20, len(panel()))
+    out = write_panel(p, tmp_path / "panel.parquet")
+    frame = pd.read_parquet(out)
+    assert list(frame.columns) == ["session", "symbol", *DEFAULT_SPEC.names]
+    assert len(frame) == 20 * len(SYMBOLS)
+    assert not frame.duplicated(["session", "symbol"]).any()
+    meta = json.loads(frame.attrs[PARQUET_ATTR])
+    assert meta["symbols"] == list(SYMBOLS)
+    assert meta["spec_digest"] == DEFAULT_SPEC.digest
+    assert list(tmp_path.iterdir()) == [out]
