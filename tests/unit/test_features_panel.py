@@ -1,5 +1,6 @@
 """Panel features on real SPY, AAPL and MSFT (+ VIX): a panel row is the single-symbol row, sessions
-meet on the universe's common sessions, the market arrays line up."""
+meet on the universe's common sessions, the market arrays line up, and `tradeflow features --symbols`
+writes one row per (session, symbol)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tradeflow.cli import EXIT_INPUT, EXIT_OK, main
 from tradeflow.data.sources.files import read_bar_file
 from tradeflow.domain.instruments import Universe
 from tradeflow.errors import InputError
@@ -146,3 +148,53 @@ def test_write_panel_writes_one_row_per_session_and_symbol_with_the_spec_in_the_
     assert meta["symbols"] == list(SYMBOLS)
     assert meta["spec_digest"] == DEFAULT_SPEC.digest
     assert list(tmp_path.iterdir()) == [out]
+
+
+# --- the CLI ---------------------------------------------------------------------------------------
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def features_cli(capsys, real_data: Path, out: Path, symbols: str, *extra: str) -> tuple[int, str, str]:
+    return run(
+        capsys, "features", "--out", str(out), "--symbols", symbols, "--source", "csv", "--path", str(real_data),
+        "--end", "2023-05-23", *extra, "--json",
+    )  # fmt: skip
+
+
+def test_features_over_symbols_writes_one_row_per_session_and_symbol_equal_to_each_single_symbol_file(
+    capsys, real_data, data_dir, tmp_path
+):
+    code, out, err = features_cli(capsys, real_data, tmp_path / "panel.parquet", "SPY,AAPL", "--start", "2020-01-02")
+    assert code == EXIT_OK, err
+    info = json.loads(out)
+    frame = pd.read_parquet(tmp_path / "panel.parquet")
+    assert list(frame.columns) == ["session", "symbol", *info["features"]]
+    assert info["symbols"] == ["SPY", "AAPL"]
+    assert info["rows"] == len(frame) == 2 * frame["session"].nunique()
+    assert not frame.duplicated(["session", "symbol"]).any()
+    assert str(frame["session"].iloc[0].date()) == info["first_session"] == "2020-01-02"
+    assert str(frame["session"].iloc[-1].date()) == info["last_session"] == "2023-05-23"
+    # One symbol keeps today's file: session + the spec's columns, no symbol column; the panel's
+    # rows of that symbol are exactly its rows.
+    for symbol in ("SPY", "AAPL"):
+        code, _, err = features_cli(capsys, real_data, tmp_path / f"{symbol}.parquet", symbol, "--start", "2020-01-02")
+        assert code == EXIT_OK, err
+        single = pd.read_parquet(tmp_path / f"{symbol}.parquet")
+        assert list(single.columns) == ["session", *info["features"]]
+        mine = frame.loc[frame["symbol"] == symbol].drop(columns="symbol").reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine, single, check_dtype=False)
+
+
+def test_features_with_a_symbol_the_source_lacks_is_one_line_exit_2_naming_it(capsys, real_data, data_dir, tmp_path):
+    code, _, err = features_cli(capsys, real_data, tmp_path / "f.parquet", "SPY,ZZZZ")
+    assert code == EXIT_INPUT
+    assert "ZZZZ" in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+    assert "internal error" not in err
+    assert not (tmp_path / "f.parquet").exists()
