@@ -265,9 +265,8 @@ def _gated_features(
     syms = parse_symbols(symbols)
     if len(syms) != 1:
         raise TradeflowError("one traded symbol at a time (the VIX comes from --vix)")
-    panel, first = _gated_panel(source, symbols, vix, path, window, instant, as_json)
-    config = _research_config(source, syms[0], vix or None, path, window[1])
-    return _settings(), config, panel.by_symbol[syms[0]], first
+    settings, config, panel, first = _gated_panel(source, symbols, vix, path, window, instant, as_json)
+    return settings, config, panel.by_symbol[syms[0]], first
 
 
 def _first_row(sessions: Any, window: tuple[str | None, str | None]) -> int:
@@ -290,12 +289,12 @@ def _gated_panel(
     window: tuple[str | None, str | None],
     instant: pd.Timestamp,
     as_json: bool,
-) -> tuple[Any, int]:
+) -> tuple[Settings, Any, Any, int]:
     """The features `features` and `backtest` start from: every symbol (and the VIX) brought up to
     the window's end through the gate (fetching only the sessions the store lacks), cut from the
     stored, gated bars up to that end (history before --start warms the indicators up), built into
-    one panel on the symbols' common sessions (features/panel.py). Also the row of the window's
-    first session."""
+    one panel on the symbols' common sessions (features/panel.py). Also the settings, the research
+    config (costs, capital, spec) and the row of the window's first session."""
     from tradeflow.data.bars import check_symbol, parse_symbols
     from tradeflow.data.ingest import IngestRequest, ingest_missing
     from tradeflow.domain.instruments import Universe
@@ -305,7 +304,7 @@ def _gated_panel(
     syms = parse_symbols(symbols)
     vix_symbol = check_symbol(vix) if vix else None
     settings = _settings()
-    spec = _research_config(source, syms[0], vix_symbol, path, window[1]).feature_spec
+    config = _research_config(source, syms[0], vix_symbol, path, window[1])
     request = IngestRequest(
         source=source, symbols=(*syms, *([vix_symbol] if vix_symbol else [])), end=window[1], path=path
     )
@@ -315,8 +314,8 @@ def _gated_panel(
         _gate_failed(exc, as_json)
     frames, _ = cut_stored_bars(settings, request.symbols, None, window[1])
     vix_bars = frames[vix_symbol] if vix_symbol else None
-    panel = build_panel({s: frames[s] for s in syms}, vix_bars, Universe.of(*syms), spec)
-    return panel, _first_row(panel.sessions, window)
+    panel = build_panel({s: frames[s] for s in syms}, vix_bars, Universe.of(*syms), config.feature_spec)
+    return settings, config, panel, _first_row(panel.sessions, window)
 
 
 @app.command()
@@ -342,7 +341,7 @@ def features(
     instant = _now(now)
     window = _window(start, end, instant)
     out_path = _writable_out(out)
-    panel, first = _gated_panel(source, symbols, vix, path, window, instant, as_json)
+    _, _, panel, first = _gated_panel(source, symbols, vix, path, window, instant, as_json)
     panel = panel.slice(first, len(panel))
     try:
         if len(panel.symbols) == 1:
