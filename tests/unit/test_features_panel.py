@@ -198,3 +198,31 @@ def test_features_with_a_symbol_the_source_lacks_is_one_line_exit_2_naming_it(ca
     assert "Traceback" not in err
     assert "internal error" not in err
     assert not (tmp_path / "f.parquet").exists()
+
+
+def test_features_over_symbols_with_an_earlier_end_equal_a_fresh_run_on_data_cut_there(
+    capsys, real_data, tmp_path, monkeypatch
+):
+    from tradeflow.config import get_settings
+
+    def features_in(data: Path, ingest_end: str, out: Path) -> pd.DataFrame:
+        monkeypatch.setenv("TRADEFLOW_DATA_DIR", str(data))
+        get_settings.cache_clear()
+        source = ("--source", "csv", "--path", str(real_data))
+        ingest = ("ingest", *source, "--symbols", "SPY,AAPL,^VIX", "--end", ingest_end)
+        assert run(capsys, *ingest)[0] == EXIT_OK
+        code, _, err = run(
+            capsys, "features", *source, "--symbols", "SPY,AAPL", "--end", "2015-12-31", "--out", str(out)
+        )
+        assert code == EXIT_OK, err
+        assert not (data / "quarantine").exists() or not any((data / "quarantine").iterdir())
+        return pd.read_parquet(out)
+
+    try:
+        cut = features_in(tmp_path / "to2019", "2019-12-31", tmp_path / "cut.parquet")
+        fresh = features_in(tmp_path / "to2015", "2015-12-31", tmp_path / "fresh.parquet")
+    finally:
+        get_settings.cache_clear()
+    pd.testing.assert_frame_equal(cut, fresh)
+    assert str(cut["session"].iloc[-1].date()) == "2015-12-31"
+    assert list(cut["symbol"].iloc[-2:]) == ["SPY", "AAPL"]
