@@ -258,37 +258,73 @@ def _gated_features(
     instant: pd.Timestamp,
     as_json: bool,
 ) -> tuple[Settings, Any, Any, int]:
-    """The features `features` and `backtest` start from: built on the stored, gated bars up to the
-    window's end (history before its start warms the indicators up), after fetching and gating only
-    the sessions the store lacks. Also the row of the window's first session."""
+    """The one-symbol features `backtest` starts from (_gated_panel's data step), with its settings
+    and research config. Also the row of the window's first session."""
     from tradeflow.data.bars import parse_symbols
-    from tradeflow.research.walkforward import load_dataset
 
     syms = parse_symbols(symbols)
     if len(syms) != 1:
         raise TradeflowError("one traded symbol at a time (the VIX comes from --vix)")
+    settings, config, panel, first = _gated_panel(source, symbols, vix, path, window, instant, as_json)
+    return settings, config, panel.by_symbol[syms[0]], first
+
+
+def _first_row(sessions: Any, window: tuple[str | None, str | None]) -> int:
+    """The row of the window's first session; InputError when the features end before it."""
     start, end = window
-    settings = _settings()
-    config = _research_config(source, syms[0], vix or None, path, end)
-    try:
-        _ingest_for(config.data, settings, instant, with_vix=bool(vix))
-    except DataQualityError as exc:
-        _gate_failed(exc, as_json)
-    feats = load_dataset(config, settings).features
-    first = 0 if start is None else int((feats.sessions < pd.Timestamp(start).to_datetime64()).sum())
-    if first == len(feats):
+    first = 0 if start is None else int((sessions < pd.Timestamp(start).to_datetime64()).sum())
+    if first == len(sessions):
         raise InputError(
             f"no session in the window {start} .. {end or '(last)'}: the stored features end "
-            f"{pd.Timestamp(feats.sessions[-1]).date()}"
+            f"{pd.Timestamp(sessions[-1]).date()}"
         )
-    return settings, config, feats, first
+    return first
+
+
+def _gated_panel(
+    source: str,
+    symbols: str,
+    vix: str,
+    path: str | None,
+    window: tuple[str | None, str | None],
+    instant: pd.Timestamp,
+    as_json: bool,
+) -> tuple[Settings, Any, Any, int]:
+    """The features `features` and `backtest` start from: every symbol (and the VIX) brought up to
+    the window's end through the gate (fetching only the sessions the store lacks), cut from the
+    stored, gated bars up to that end (history before --start warms the indicators up), built into
+    one panel on the symbols' common sessions (features/panel.py). Also the settings, the research
+    config (costs, capital, spec) and the row of the window's first session."""
+    from tradeflow.data.bars import check_symbol, parse_symbols
+    from tradeflow.data.ingest import IngestRequest, ingest_missing
+    from tradeflow.domain.instruments import Universe
+    from tradeflow.features import build_panel
+    from tradeflow.research.walkforward import cut_stored_bars
+
+    syms = parse_symbols(symbols)
+    vix_symbol = check_symbol(vix) if vix else None
+    settings = _settings()
+    config = _research_config(source, syms[0], vix_symbol, path, window[1])
+    request = IngestRequest(
+        source=source, symbols=(*syms, *([vix_symbol] if vix_symbol else [])), end=window[1], path=path
+    )
+    try:
+        ingest_missing(request, settings, instant)
+    except DataQualityError as exc:
+        _gate_failed(exc, as_json)
+    frames, _ = cut_stored_bars(settings, request.symbols, None, window[1])
+    vix_bars = frames[vix_symbol] if vix_symbol else None
+    panel = build_panel({s: frames[s] for s in syms}, vix_bars, Universe.of(*syms), config.feature_spec)
+    return settings, config, panel, _first_row(panel.sessions, window)
 
 
 @app.command()
 def features(
     out: Annotated[str, typer.Option(help="Parquet file to write.")],
     source: Annotated[str, typer.Option(help="sample|csv|parquet|yfinance|alpaca|ib")] = "sample",
-    symbols: Annotated[str, typer.Option(help="The traded symbol, e.g. SPY.")] = "SPY",
+    symbols: Annotated[
+        str, typer.Option(help="Comma-separated universe, e.g. SPY,AAPL (one row per session and symbol).")
+    ] = "SPY",
     vix: Annotated[str, typer.Option(help="Volatility index for the VIX features ('' to leave them out).")] = "^VIX",
     path: Annotated[str | None, typer.Option(help="File or directory for csv/parquet sources.")] = None,
     start: Annotated[str | None, typer.Option(help="First session to write (history before it warms up).")] = None,
@@ -296,32 +332,41 @@ def features(
     now: Annotated[str | None, typer.Option(help="Pretend it is this instant (ISO with timezone).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Ingest through the quality gate, build the causal features, write them to Parquet."""
-    from tradeflow.features import write_features
+    """Ingest through the quality gate, build the causal features, write them to Parquet.
+
+    One symbol writes `session` + the spec's columns; several write one row per (session, symbol)
+    with a `symbol` column, on the sessions common to every symbol."""
+    from tradeflow.features import write_features, write_panel
 
     instant = _now(now)
     window = _window(start, end, instant)
     out_path = _writable_out(out)
-    _, _, feats, first = _gated_features(source, symbols, vix, path, window, instant, as_json)
-    feats = feats.slice(first, len(feats))
+    _, _, panel, first = _gated_panel(source, symbols, vix, path, window, instant, as_json)
+    panel = panel.slice(first, len(panel))
     try:
-        written = write_features(feats, out_path)
+        if len(panel.symbols) == 1:
+            written = write_features(panel.by_symbol[panel.symbols[0]], out_path)
+        else:
+            written = write_panel(panel, out_path)
     except OSError as exc:  # e.g. the disk filled up or permissions changed since the check
         raise InputError(f"--out {out_path}: cannot write: {exc.strerror or exc}") from None
+    sessions = panel.sessions
     info: dict[str, Any] = {
         "path": str(written),
-        "rows": len(feats),
-        "first_session": str(pd.Timestamp(feats.sessions[0]).date()) if len(feats) else None,
-        "last_session": str(pd.Timestamp(feats.sessions[-1]).date()) if len(feats) else None,
-        "features": list(feats.spec.names),
-        "spec_version": feats.spec.version,
-        "spec_digest": feats.spec.digest,
+        "rows": len(panel.frame),
+        "symbols": list(panel.symbols),
+        "first_session": str(pd.Timestamp(sessions[0]).date()) if len(sessions) else None,
+        "last_session": str(pd.Timestamp(sessions[-1]).date()) if len(sessions) else None,
+        "features": list(panel.spec.names),
+        "spec_version": panel.spec.version,
+        "spec_digest": panel.spec.digest,
     }
     if as_json:
         _emit(info)
     else:
+        of = f" of {','.join(panel.symbols)}" if len(panel.symbols) > 1 else ""
         typer.echo(
-            f"wrote {info['rows']} rows x {len(info['features'])} features "
+            f"wrote {info['rows']} rows x {len(info['features'])} features{of} "
             f"({info['first_session']} .. {info['last_session']}, spec {info['spec_version']}) to {written}"
         )
 
@@ -443,10 +488,8 @@ def _backtest_portfolio(
         raise TradeflowError("the replay engine trades one instrument today: use --engine vector for a portfolio")
     if strategy == "champion":
         raise TradeflowError("the champion decides for the universe it was trained on (one symbol): pass --symbols X")
-    features = {}
-    for symbol in universe:
-        settings, config, feats, _ = _gated_features(source, symbol, vix, path, window, instant, as_json)
-        features[symbol] = feats
+    settings, config, panel, _ = _gated_panel(source, ",".join(universe), vix, path, window, instant, as_json)
+    features = dict(panel.by_symbol)
     trading = settings.trading
     rules = SizingRules(fractional=False, cash_buffer=trading.cash_buffer, rebalance_band=trading.rebalance_band)
     start, end = window

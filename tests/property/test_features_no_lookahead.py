@@ -1,7 +1,9 @@
-"""THE no-lookahead proof for features, on real SPY + VIX (1993-2024).
+"""THE no-lookahead proof for features, on real SPY + VIX (1993-2024), and for the panel of SPY, AAPL
+and MSFT on their common sessions.
 
 For any cut point, the features of every session are the same whether the data ends at the cut or
-goes on: later real rows, appended garbage or a perturbed later bar never change an earlier row.
+goes on: later real rows, appended garbage or a perturbed later bar never change an earlier row; in
+a panel, neither does a later bar of any symbol, whatever the cut of each symbol.
 Equality is exact: each row is computed from the same earlier inputs by the same operations.
 Two specs are exercised: the default and a short-window one whose warm-up is only a few dozen rows.
 """
@@ -17,7 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tradeflow.adapters.files.data import read_bar_file
-from tradeflow.features import DEFAULT_SPEC, Features, FeatureSpec, build_features
+from tradeflow.domain.instruments import Universe
+from tradeflow.features import DEFAULT_SPEC, Features, FeatureSpec, PanelFeatures, build_features, build_panel
 
 REAL = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "real"
 SHORT_SPEC = FeatureSpec(
@@ -187,3 +190,79 @@ def test_perturbing_one_future_vix_bar_never_changes_earlier_rows(data, spec):
     assert_rows_equal_before(base, perturbed, before=session)
     row = int(np.searchsorted(perturbed.sessions, session))
     assert perturbed.frame["vix"].iloc[row] != base.frame["vix"].iloc[row]
+
+
+# --- the panel -------------------------------------------------------------------------------------
+
+PANEL_SYMBOLS = ("SPY", "AAPL", "MSFT")
+UNIVERSE = Universe.of(*PANEL_SYMBOLS)
+
+
+@lru_cache(maxsize=3)
+def real(symbol: str) -> pd.DataFrame:
+    return spy() if symbol == "SPY" else read_bar_file(REAL / f"{symbol}.csv", symbol)
+
+
+def panel_of(bars: dict[str, pd.DataFrame], spec: FeatureSpec, v: pd.DataFrame | None = None) -> PanelFeatures:
+    # validate=False: the schema check does not change a value, and skipping it halves the runtime.
+    return build_panel(bars, vix() if v is None else v, UNIVERSE, spec, validate=False)
+
+
+@lru_cache(maxsize=2)
+def panel_baseline(spec: FeatureSpec) -> PanelFeatures:
+    return panel_of({s: real(s) for s in PANEL_SYMBOLS}, spec)
+
+
+def assert_panel_rows_equal_before(
+    early: PanelFeatures, late: PanelFeatures, before: np.datetime64 | None = None
+) -> int:
+    """Every (session, symbol) row of `early` (session < before, if given) is in `late`, unchanged,
+    and its sessions are the first sessions of `late`; returns the count of sessions compared."""
+    sessions = early.sessions if before is None else early.sessions[early.sessions < before]
+    n = len(sessions)
+    assert n > 0, "the comparison must cover rows"
+    np.testing.assert_array_equal(late.sessions[:n], sessions)
+    rows = n * len(early.symbols)
+    pd.testing.assert_frame_equal(late.frame.iloc[:rows], early.frame.iloc[:rows])
+    return n
+
+
+@FAST
+@given(data=st.data(), spec=SPECS)
+def test_panel_rows_unchanged_when_any_symbol_gets_future_sessions(data, spec):
+    # Each symbol is cut at its own session (a feed can lag another), then each goes on by its own
+    # count: every (session, symbol) row of the early panel must be in the later one, unchanged.
+    base = panel_baseline(spec)
+    spy_sessions = spy()["session"].to_numpy()
+    lo = int(np.searchsorted(spy_sessions, base.sessions[0]))
+    early_bars, late_bars = {}, {}
+    cuts = []
+    for symbol in PANEL_SYMBOLS:
+        cut = data.draw(st.integers(min_value=lo, max_value=len(spy_sessions) - 1), label=f"{symbol} cut")
+        more = data.draw(st.integers(min_value=0, max_value=len(spy_sessions) - 1 - cut), label=f"{symbol} later")
+        bars = real(symbol)
+        early_bars[symbol] = bars.loc[bars["session"].to_numpy() <= spy_sessions[cut]].reset_index(drop=True)
+        late_bars[symbol] = bars.loc[bars["session"].to_numpy() <= spy_sessions[cut + more]].reset_index(drop=True)
+        cuts.append(cut + more)
+    early = panel_of(early_bars, spec, vix_until(max(b["session"].to_numpy()[-1] for b in early_bars.values())))
+    late = panel_of(late_bars, spec, vix_until(spy_sessions[max(cuts)]))
+    assert assert_panel_rows_equal_before(early, late) == len(early)
+
+
+@FAST
+@given(data=st.data(), spec=SPECS)
+def test_perturbing_one_future_bar_of_any_symbol_never_changes_earlier_panel_rows(data, spec):
+    base = panel_baseline(spec)
+    symbol = data.draw(st.sampled_from(PANEL_SYMBOLS), label="symbol")
+    bars = real(symbol).copy()
+    first = int(np.searchsorted(bars["session"].to_numpy(), base.sessions[0]))
+    p = data.draw(st.integers(min_value=first + 1, max_value=len(bars) - 1), label="bar")
+    field = data.draw(st.sampled_from(PRICE_FIELDS), label="field")
+    bars.loc[p, field] *= data.draw(st.sampled_from([0.5, 0.9, 1.1, 2.0, 10.0]), label="factor")
+    session = bars["session"].to_numpy()[p]
+    perturbed = panel_of({s: bars if s == symbol else real(s) for s in PANEL_SYMBOLS}, spec)
+    assert_panel_rows_equal_before(base, perturbed, before=session)
+    row = (pd.Timestamp(session), symbol)
+    if field == "adj_close" and row in base.frame.index:
+        # Witness that the perturbation is seen from its own session on.
+        assert perturbed.frame.loc[row, "log_return"] != base.frame.loc[row, "log_return"]

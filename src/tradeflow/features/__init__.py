@@ -1,4 +1,5 @@
-"""Causal features: build_features(bars, vix, spec) is the same call in research and in a live tick."""
+"""Causal features: build_features(bars, vix, spec) is the same call in research and in a live tick;
+build_panel(bars_by_symbol, vix, universe, spec) is that call per symbol, on the universe's common sessions."""
 
 from tradeflow.features.build import (
     Features,
@@ -7,6 +8,7 @@ from tradeflow.features.build import (
     features_for_live,
     write_features,
 )
+from tradeflow.features.panel import PanelFeatures, build_panel, write_panel
 from tradeflow.features.schema import FeatureError, FeatureSchemaError, feature_schema, validate_features
 from tradeflow.features.spec import DEFAULT_SPEC, FEATURE_VERSION, FeatureSpec
 
@@ -18,9 +20,12 @@ __all__ = [
     "FeatureSpec",
     "Features",
     "FeaturesStaleError",
+    "PanelFeatures",
     "build_features",
+    "build_panel",
     "feature_schema",
     "features_for_live",
     "validate_features",
     "write_features",
+    "write_panel",
 ]

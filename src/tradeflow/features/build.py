@@ -224,11 +224,15 @@ def write_features(features: Features, path: str | Path) -> Path:
     reader can check the spec digest before feeding a model.
     """
     features.validate()
-    frame = features.frame.copy()
-    frame.attrs[PARQUET_ATTR] = json.dumps(
-        {"symbol": features.symbol, "spec": features.spec.to_dict(), "spec_digest": features.spec.digest},
-        sort_keys=True,
-    )
+    meta = {"symbol": features.symbol, "spec": features.spec.to_dict(), "spec_digest": features.spec.digest}
+    return write_feature_frame(features.frame, json.dumps(meta, sort_keys=True), path)
+
+
+def write_feature_frame(frame: pd.DataFrame, meta: str, path: str | Path) -> Path:
+    """`frame` to Parquet atomically, with `meta` (JSON text) under the PARQUET_ATTR attribute:
+    the one writer of feature files, single-symbol and panel alike."""
+    frame = frame.copy()
+    frame.attrs[PARQUET_ATTR] = meta
     out = Path(path)
     atomic_write_parquet(out, frame)
     return out

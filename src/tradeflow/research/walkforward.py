@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,29 @@ def git_sha() -> str | None:
     return read_git_sha(root) if root else None
 
 
+def cut_stored_bars(
+    settings: Settings, symbols: Iterable[str], start: str | None, end: str | None
+) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+    """Each symbol's bars in [start, end] cut from its CURRENT gated snapshot, and that snapshot's
+    digest; InputError (one line) for a symbol the store lacks or a window it does not cover."""
+    store = SnapshotStore(settings.snapshots_dir)
+    first = pd.Timestamp(start) if start else None
+    last = pd.Timestamp(end) if end else None
+    frames: dict[str, pd.DataFrame] = {}
+    digests: dict[str, str] = {}
+    for sym in symbols:
+        info = store.current(sym)
+        if info is None:
+            raise InputError(f"no stored snapshot for {sym}: run `tradeflow ingest --symbols {sym}` first")
+        frames[sym], digests[sym] = cut_window(store.read(info), first, last), info.digest
+        if frames[sym].empty:
+            raise InputError(
+                f"no stored session of {sym} in the window {start or '(first)'} .. {end or '(last)'}: "
+                f"its snapshot holds {info.first_session} .. {info.last_session}"
+            )
+    return frames, digests
+
+
 def load_dataset(config: TrainSpyConfig, settings: Settings) -> Dataset:
     """Features of the window [data.start, data.end] cut from the CURRENT gated snapshots (run
     ingest first); nothing unvetted gets in, and nothing is fetched or gated here.
@@ -77,24 +101,10 @@ def load_dataset(config: TrainSpyConfig, settings: Settings) -> Dataset:
     The data hash covers the cut bars' content, not the snapshots they were cut from: a window cut
     from a store reaching 2019 hashes like the same window ingested fresh, and unlike any other.
     """
-    store = SnapshotStore(settings.snapshots_dir)
     spec = config.feature_spec
     data = config.data
     symbols = [data.symbol] + ([data.vix_symbol] if spec.include_vix and data.vix_symbol else [])
-    start = pd.Timestamp(data.start) if data.start else None
-    end = pd.Timestamp(data.end) if data.end else None
-    frames: dict[str, pd.DataFrame] = {}
-    digests: dict[str, str] = {}
-    for sym in symbols:
-        info = store.current(sym)
-        if info is None:
-            raise InputError(f"no stored snapshot for {sym}: run `tradeflow ingest --symbols {sym}` first")
-        frames[sym], digests[sym] = cut_window(store.read(info), start, end), info.digest
-        if frames[sym].empty:
-            raise InputError(
-                f"no stored session of {sym} in the window {data.start or '(first)'} .. {data.end or '(last)'}: "
-                f"its snapshot holds {info.first_session} .. {info.last_session}"
-            )
+    frames, digests = cut_stored_bars(settings, symbols, data.start, data.end)
     bars = frames[data.symbol]
     vix = frames.get(data.vix_symbol) if data.vix_symbol else None
     features = build_features(bars, vix, spec)
