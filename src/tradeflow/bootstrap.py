@@ -19,13 +19,14 @@ from tradeflow.calendar import default_calendar
 from tradeflow.config import Settings
 from tradeflow.core.safety import check_mode
 from tradeflow.core.tick import TickRuntime
-from tradeflow.data.ingest import IngestRequest, ingest
+from tradeflow.data.ingest import IngestRequest, ingest_missing
 from tradeflow.data.sources import SOURCE_NAMES
 from tradeflow.data.store import SnapshotStore
 from tradeflow.domain import Book, Position
-from tradeflow.errors import ConfigError, InputError, TradeflowError
+from tradeflow.errors import ConfigError, InputError, StoreError, TradeflowError
 from tradeflow.execution.base import Broker
 from tradeflow.features import DEFAULT_SPEC, Features, FeatureSpec, features_for_live
+from tradeflow.features.cache import FeatureCache
 from tradeflow.ledger import Ledger
 from tradeflow.risk import RiskGovernor
 from tradeflow.rl.policy import RLPolicyStrategy
@@ -153,22 +154,40 @@ def gated_market_data(
     on_price: Callable[[float], None] | None = None,
     spec: Callable[[], FeatureSpec] | None = None,
 ) -> Callable[[Any], Features]:
-    """Bars through the quality gate (incremental ingest), then the same features as research (the
-    spec `spec()` names: the champion's own), whose last row must be the last completed session:
-    anything else raises and the tick does not trade."""
+    """The tick reads, ingest writes: the latest gated snapshots and the features cached for them
+    (the spec `spec()` names: the champion's own), whose last row must be the last completed
+    session: anything else raises and the tick does not trade.
+
+    The source is fetched and gated only when the store lacks a session's bars (the first tick of
+    a session when the after-close ingest has not run); every other tick reads the snapshots' digests
+    from the manifest and, after the first of its session, loads its features from the cache."""
     trading = settings.trading
     symbols = (trading.symbol, trading.vix_symbol) if trading.vix_symbol else (trading.symbol,)
     request = IngestRequest(source=trading.source, symbols=symbols, path=trading.path)  # checks the source now
+    cache = FeatureCache(settings.data_dir / "features" / "cache")
 
     def load(now: Any) -> Features:
         when = pd.Timestamp(now)
-        ingest(request, settings, when)
+        ingest_missing(request, settings, when)
         store = SnapshotStore(settings.snapshots_dir)
-        bars = store.load(trading.symbol)
-        vix = store.load(trading.vix_symbol) if trading.vix_symbol else None
         wanted = spec() if spec is not None else default_trading_spec(settings)
+        used = (trading.symbol, trading.vix_symbol) if trading.vix_symbol and wanted.include_vix else (trading.symbol,)
+        # The snapshots are read by the very entries whose digests key the cache, so a concurrent
+        # ingest cannot slip other bars under this key.
+        infos = {}
+        for symbol in used:
+            info = store.current(symbol)
+            if info is None:
+                raise StoreError(f"no gated snapshot of {symbol} in {store.root}: run `tradeflow ingest`")
+            infos[symbol] = info
         session = default_calendar().last_completed_session(when)
-        features = features_for_live(bars, vix, wanted, session=session)  # type: ignore[arg-type]
+
+        def build() -> Features:
+            bars = store.read(infos[trading.symbol])
+            vix = store.read(infos[trading.vix_symbol]) if trading.vix_symbol in infos else None
+            return features_for_live(bars, vix, wanted, session=session)
+
+        features = cache.get_or_build({s: i.digest for s, i in infos.items()}, wanted, session, build)
         if on_price is not None:
             on_price(float(features.bars["close"].iloc[-1]))
         return features
