@@ -27,10 +27,11 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import machine  # noqa: E402
 from tradeflow.adapters.files.data import read_bar_file  # noqa: E402
-from tradeflow.backtest.portfolio import evaluate_weights, sleeve_weights  # noqa: E402
-from tradeflow.features import DEFAULT_SPEC, build_features  # noqa: E402
+from tradeflow.backtest.portfolio import evaluate_weights  # noqa: E402
+from tradeflow.domain import Universe  # noqa: E402
+from tradeflow.features import DEFAULT_SPEC, build_panel  # noqa: E402
 from tradeflow.sim import CostModel, PanelMarket, rebalance  # noqa: E402
-from tradeflow.strategies import make_strategy  # noqa: E402
+from tradeflow.strategies import Sleeves, make_strategy  # noqa: E402
 
 UNIVERSE = ("SPY", "AAPL", "MSFT")
 
@@ -64,9 +65,10 @@ def main() -> int:
         print(f"real data missing at {real}", file=sys.stderr)
         return 2
     vix = read_bar_file(real / "VIX.csv", "^VIX")
-    features = {s: build_features(read_bar_file(real / f"{s}.csv", s), vix, DEFAULT_SPEC) for s in UNIVERSE}
-    full = PanelMarket.align({s: f.market() for s, f in features.items()})
-    all_weights = sleeve_weights(make_strategy("sma"), features, full)  # rules warm on the whole history
+    bars = {s: read_bar_file(real / f"{s}.csv", s) for s in UNIVERSE}
+    features = build_panel(bars, vix, Universe.of(*UNIVERSE), DEFAULT_SPEC)
+    full = PanelMarket.align(features.market())
+    all_weights = Sleeves(make_strategy("sma"), UNIVERSE).targets(features)  # rules warm on the whole history
     panel = full.slice(len(full) - 5_034, len(full))  # 20 years of sessions
     weights = all_weights[len(full) - 5_034 :]
     cost, capital = CostModel(), 100_000.0

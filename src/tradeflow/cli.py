@@ -489,12 +489,11 @@ def _backtest_portfolio(
     if strategy == "champion":
         raise TradeflowError("the champion decides for the universe it was trained on (one symbol): pass --symbols X")
     settings, config, panel, _ = _gated_panel(source, ",".join(universe), vix, path, window, instant, as_json)
-    features = dict(panel.by_symbol)
     trading = settings.trading
     rules = SizingRules(fractional=False, cash_buffer=trading.cash_buffer, rebalance_band=trading.rebalance_band)
     start, end = window
     result = backtest_portfolio(
-        make_strategy(strategy), features, config.cost, config.capital, start, end, limits=settings.risk, rules=rules
+        make_strategy(strategy), panel, config.cost, config.capital, start, end, limits=settings.risk, rules=rules
     )
     payload = to_jsonable({**result.to_json(), "engine": engine})
     if as_json:

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from tradeflow.adapters.files.data import read_bar_file
 from tradeflow.backtest import METRIC_KEYS
 from tradeflow.backtest.portfolio import backtest_portfolio, evaluate_weights
-from tradeflow.features import DEFAULT_SPEC, build_features
+from tradeflow.domain import Universe
+from tradeflow.features import DEFAULT_SPEC, build_panel
 from tradeflow.risk import RiskLimits
 from tradeflow.sim import CostModel, MarketArrays, PanelMarket, simulate_portfolio
 from tradeflow.strategies import make_strategy
@@ -28,7 +29,8 @@ START, END = "2010-01-04", "2019-12-31"
 @pytest.fixture(scope="module")
 def features(real_data):
     vix = read_bar_file(real_data / "VIX.csv", "^VIX")
-    return {s: build_features(read_bar_file(real_data / f"{s}.csv", s), vix, DEFAULT_SPEC) for s in UNIVERSE}
+    bars = {s: read_bar_file(real_data / f"{s}.csv", s) for s in UNIVERSE}
+    return build_panel(bars, vix, Universe.of(*UNIVERSE), DEFAULT_SPEC)
 
 
 def test_equal_weight_buy_and_hold_matches_an_independent_computation_from_the_raw_csvs(features, real_data):
@@ -56,8 +58,9 @@ def test_equal_weight_buy_and_hold_matches_an_independent_computation_from_the_r
 def test_one_instrument_portfolio_is_the_single_asset_simulation(features):
     from tradeflow.sim import simulate_targets
 
-    market = features["SPY"].market()
-    targets = make_strategy("sma").targets(features["SPY"])
+    spy = features.by_symbol["SPY"]
+    market = spy.market()
+    targets = make_strategy("sma").targets(spy)
     single = simulate_targets(market, targets, CostModel())
     panel = simulate_portfolio(PanelMarket.of(market, "SPY"), targets[:, None], CostModel())
     np.testing.assert_array_equal(single.equity, panel.equity)
@@ -99,9 +102,10 @@ def test_a_long_only_book_never_overdraws_and_trades_an_instrument_only_when_its
 
 
 def test_the_drawdown_breaker_halts_the_whole_portfolio(features):
+    panel = PanelMarket.align(features.market())
     result = evaluate_weights(
-        np.full((len(PanelMarket.align({s: f.market() for s, f in features.items()})), 3), 1 / 3),
-        PanelMarket.align({s: f.market() for s, f in features.items()}),
+        np.full((len(panel), 3), 1 / 3),
+        panel,
         CostModel(),
         start="2007-06-01",
         end="2009-12-31",

@@ -20,10 +20,11 @@ from tradeflow.backtest.engine import SessionLike, round_trips, window_bounds
 from tradeflow.backtest.metrics import PERIODS_PER_YEAR, metrics_dict, simple_returns
 from tradeflow.errors import InputError
 from tradeflow.risk.limits import RiskLimits
-from tradeflow.sim import RESEARCH, CostModel, MarketArrays, PanelMarket, SizingRules, simulate_portfolio
+from tradeflow.sim import RESEARCH, CostModel, PanelMarket, SizingRules, simulate_portfolio
+from tradeflow.strategies.sleeves import Sleeves
 
 if TYPE_CHECKING:
-    from tradeflow.features import Features
+    from tradeflow.features import PanelFeatures
     from tradeflow.strategies import Strategy
 
 
@@ -116,23 +117,9 @@ def evaluate_weights(
     )
 
 
-def sleeve_weights(strategy: Strategy, features: dict[str, Features], market: PanelMarket) -> np.ndarray:
-    """Each instrument's rule target in an equal sleeve, on the panel's sessions."""
-    k = len(market.symbols)
-    out = np.empty((len(market), k))
-    for j, symbol in enumerate(market.symbols):
-        f = features[symbol]
-        targets = pd.Series(np.asarray(strategy.targets(f), dtype=np.float64), index=pd.DatetimeIndex(f.sessions))
-        aligned = targets.reindex(pd.DatetimeIndex(market.sessions))
-        if aligned.isna().any():
-            raise InputError(f"{symbol}: no feature row for {aligned.isna().sum()} of the portfolio's sessions")
-        out[:, j] = aligned.to_numpy() / k
-    return out
-
-
 def backtest_portfolio(
     strategy: Strategy,
-    features: dict[str, Features],
+    features: PanelFeatures,
     cost: CostModel,
     capital: float = 100_000.0,
     start: SessionLike | None = None,
@@ -141,11 +128,9 @@ def backtest_portfolio(
     limits: RiskLimits | None = None,
     rules: SizingRules = RESEARCH,
 ) -> PortfolioBacktest:
-    """`strategy` in equal sleeves over the instruments of `features` (symbol -> its Features)."""
-    markets: dict[str, MarketArrays] = {}
-    for symbol, f in features.items():
-        market = f.market()
-        markets[symbol] = market
-    panel = PanelMarket.align(markets)
-    weights = sleeve_weights(strategy, features, panel)
-    return evaluate_weights(weights, panel, cost, capital, start, end, name=strategy.name, limits=limits, rules=rules)
+    """`strategy` (a rule) in equal sleeves over the panel's instruments (strategies.Sleeves)."""
+    sleeves = Sleeves(strategy, features.symbols)
+    panel = PanelMarket.align(features.market())
+    return evaluate_weights(
+        sleeves.targets(features), panel, cost, capital, start, end, name=strategy.name, limits=limits, rules=rules
+    )

@@ -10,12 +10,14 @@ from tradeflow.strategies.base import (
     strategy_names,
 )
 from tradeflow.strategies.rules import BuyAndHold, MacdRule, MeanReversionRule, RsiRule, SmaCrossover, latch
+from tradeflow.strategies.sleeves import Sleeves
 
 __all__ = [
     "BuyAndHold",
     "MacdRule",
     "MeanReversionRule",
     "RsiRule",
+    "Sleeves",
     "SmaCrossover",
     "Strategy",
     "StrategyFactory",
