@@ -478,38 +478,57 @@ def _backtest_portfolio(
     engine: str,
     as_json: bool,
 ) -> None:
-    """`backtest --symbols A,B,C`: the rule in equal sleeves over the universe (backtest/portfolio.py)."""
+    """`backtest --symbols A,B,C`: the rule in equal sleeves over the universe (strategies.Sleeves), by
+    the vector engine (backtest/portfolio.py) or the replay of the real tick over the universe."""
     from tradeflow.backtest.metrics import to_jsonable
     from tradeflow.backtest.portfolio import backtest_portfolio
     from tradeflow.sim import SizingRules
-    from tradeflow.strategies import make_strategy
+    from tradeflow.strategies import Sleeves, make_strategy
 
-    if engine != "vector":
-        raise TradeflowError("the replay engine trades one instrument today: use --engine vector for a portfolio")
     if strategy == "champion":
         raise TradeflowError("the champion decides for the universe it was trained on (one symbol): pass --symbols X")
     settings, config, panel, _ = _gated_panel(source, ",".join(universe), vix, path, window, instant, as_json)
     trading = settings.trading
     rules = SizingRules(fractional=False, cash_buffer=trading.cash_buffer, rebalance_band=trading.rebalance_band)
     start, end = window
-    result = backtest_portfolio(
-        make_strategy(strategy), panel, config.cost, config.capital, start, end, limits=settings.risk, rules=rules
-    )
-    payload = to_jsonable({**result.to_json(), "engine": engine})
+    rule = make_strategy(strategy)
+    if engine == "replay":
+        from tradeflow.core.replay import replay
+
+        replayed = replay(
+            panel,
+            Sleeves(rule, universe),
+            start or pd.Timestamp(panel.sessions[1]).date().isoformat(),
+            end or pd.Timestamp(panel.sessions[-1]).date().isoformat(),
+            cost=config.cost,
+            capital=config.capital,
+            cash_buffer=trading.cash_buffer,
+            limits=settings.risk,
+        )
+        closes = {s: float(m.close[-1]) for s, m in panel.market().items()}
+        equity = replayed.equity
+        metrics = replayed.metrics(closes)
+        payload = to_jsonable({**metrics, "symbols": list(universe), "engine": engine})
+    else:
+        result = backtest_portfolio(
+            rule, panel, config.cost, config.capital, start, end, limits=settings.risk, rules=rules
+        )
+        equity, metrics = result.equity, result.metrics
+        payload = to_jsonable({**result.to_json(), "engine": engine})
     if as_json:
         _emit(payload)
         return
-    first, last = result.equity.index[0].date(), result.equity.index[-1].date()
-    typer.echo(f"{strategy} in equal sleeves over {', '.join(universe)} {first} .. {last}, net of costs:")
-    for key, value in to_jsonable(result.metrics).items():
+    first, last = equity.index[0].date(), equity.index[-1].date()
+    typer.echo(f"{strategy} in equal sleeves over {', '.join(universe)} {first} .. {last}, net of costs ({engine}):")
+    for key, value in to_jsonable(metrics).items():
         typer.echo(f"  {key:<14} {value}")
-    for symbol, figures in result.per_symbol.items():
+    for symbol, figures in payload.get("per_symbol", {}).items():
         typer.echo(
             f"  {symbol:<6} P&L {figures['pnl']:,.0f} ({figures['contribution']:+.1%} of capital), "
             f"{figures['trades']} trade(s), final weight {figures['final_weight']:.1%}"
         )
-    for event in result.breakers:
-        typer.echo(f"  breaker: {event.breaker} -> {event.state} ({event.session}): {event.detail}")
+    for event in payload.get("breakers", []):
+        typer.echo(f"  breaker: {event['breaker']} -> {event['state']} ({event['session']}): {event['detail']}")
 
 
 @app.command()

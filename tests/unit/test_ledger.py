@@ -459,9 +459,24 @@ def test_a_v1_ledger_gains_the_decisions_table_and_keeps_its_rows(path: Path) ->
     conn.execute("UPDATE cash SET balance = '123'")
     conn.close()
     with Ledger(path) as ledger:
-        assert ledger.schema_version() == 2
+        assert ledger.schema_version() == 3  # v2 (decisions) and v3 (their sized quantity) applied
         assert ledger.cash() == D("123")
         assert ledger.decisions() == []
+
+
+def test_a_decision_keeps_its_sized_position_until_the_target_changes_or_the_broker_moves_it(ledger: Ledger) -> None:
+    """While the target weight is unchanged the tick holds the position it sized for (the backtest does
+    not re-size a drifting weight); a new target, or an EXTERNAL adjustment after the decision (a
+    manual trade, a broker-side liquidation), ends that."""
+    from tradeflow.ledger import DecisionRecord
+
+    day = dt.date(2024, 1, 25)
+    ledger.record_decision(DecisionRecord("sma", "SPY", day, 0.5, target_qty=D(100)), NOW)
+    assert ledger.sized_position("sma", "SPY", 0.5) == D(100)
+    assert ledger.sized_position("sma", "SPY", 1.0) is None
+    assert ledger.sized_position("sma", "QQQ", 0.5) is None
+    ledger.adjust_position("SPY", D(150), D(400), "EXTERNAL: manual buy", NOW + dt.timedelta(minutes=5))
+    assert ledger.sized_position("sma", "SPY", 0.5) is None
 
 
 def test_the_first_decision_of_a_session_is_kept_and_read_back_with_its_context(ledger: Ledger) -> None:

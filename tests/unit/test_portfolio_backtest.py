@@ -131,7 +131,19 @@ def test_cli_backtest_over_a_universe_reports_per_symbol_figures_beside_the_metr
     assert set(payload["per_symbol"]) == set(UNIVERSE)
     assert payload["trades"] == 3
     assert payload["total_return"] == pytest.approx(5.95, abs=0.05)  # whole shares and the cash buffer
-    code = main(["backtest", "--strategy", "sma", "--symbols", "SPY,AAPL", "--source", "csv", "--path",
-                 str(real_data), "--end", END, "--engine", "replay"])  # fmt: skip
-    assert code == 2
-    assert "replay engine trades one instrument" in capsys.readouterr().err
+
+
+def test_cli_portfolio_engines_vector_and_replay_agree(capsys, real_data, data_dir):
+    from tradeflow.cli import main
+
+    results = {}
+    for engine in ("vector", "replay"):
+        code = main(
+            ["backtest", "--strategy", "sma", "--symbols", "SPY,AAPL,MSFT", "--source", "csv", "--path",
+             str(real_data), "--start", "2019-01-02", "--end", END, "--engine", engine, "--json"]
+        )  # fmt: skip
+        out = capsys.readouterr()
+        assert code == 0, out.err
+        results[engine] = json.loads(out.out)
+    assert abs(results["vector"]["total_return"] - results["replay"]["total_return"]) < 0.001
+    assert results["vector"]["trades"] == results["replay"]["trades"]

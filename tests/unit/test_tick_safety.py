@@ -307,3 +307,32 @@ def test_the_tick_sizes_at_the_brokers_quote_when_it_has_one_not_the_last_close(
     report = run_tick(rt, OPEN_NOW)
     assert report.status == "TRADED", report.to_dict()
     assert broker.positions()["SPY"].qty == math.floor(Decimal(100_000) * Decimal("0.995") / quote)
+
+
+def test_an_unchanged_target_holds_the_sized_position_instead_of_re_sizing_a_drifting_weight(world, real_data):
+    """The backtest holds its shares until the target changes; so does the tick (issue 10, one
+    kernel). At a 50% target, a +40% move lifts the position to ~58% of equity: the tick used to sell
+    the 8% back (over the 5% band); now it holds, and only a new target re-sizes."""
+    clock, broker, ledger, runtime, _ = world
+    half = FixedWeight(0.5)
+    first = run_tick(runtime(decider=lambda: half), OPEN_NOW)
+    assert first.status == "TRADED"
+    held = broker.positions()["SPY"].qty
+    assert [d.target_qty for d in ledger.decisions()] == [held]
+    gapped = _gapped_features(real_data, 1.4)
+    new_price = Decimal(str(float(gapped.bars["close"].iloc[-1])))
+
+    def market_data(now):
+        broker.set_price("SPY", new_price)
+        return gapped
+
+    later = OPEN_NOW + pd.Timedelta(minutes=5)
+    clock.now = later.to_pydatetime()
+    drifted = run_tick(runtime(decider=lambda: half, market_data=market_data), later)
+    assert drifted.status == "NO_ACTION", drifted.to_dict()
+    assert broker.positions()["SPY"].qty == held
+    half.weight = 0.25  # a new target is sized afresh, against today's equity
+    clock.now = (later + pd.Timedelta(minutes=5)).to_pydatetime()
+    resized = run_tick(runtime(decider=lambda: half, market_data=market_data), later + pd.Timedelta(minutes=5))
+    assert resized.status == "TRADED"
+    assert broker.positions()["SPY"].qty < held

@@ -38,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
@@ -48,7 +49,14 @@ from tradeflow.calendar import MarketCalendar, default_calendar
 from tradeflow.core.tick import TickReport, TickRuntime, run_tick
 from tradeflow.errors import InputError
 from tradeflow.execution.sim import SimBroker
-from tradeflow.features import DEFAULT_SPEC, Features, FeatureSpec, build_features, features_for_live
+from tradeflow.features import (
+    DEFAULT_SPEC,
+    Features,
+    FeatureSpec,
+    PanelFeatures,
+    build_features,
+    features_for_live,
+)
 from tradeflow.ledger import Ledger
 from tradeflow.risk import RiskGovernor, RiskLimits
 from tradeflow.sim import CostModel, Fill
@@ -57,7 +65,7 @@ from tradeflow.strategies import Strategy
 NEW_YORK = "America/New_York"
 DateLike = str | dt.date | pd.Timestamp  # a session label, naive (New York date)
 _PRICE_COLUMNS = ("open", "high", "low", "close")
-_FILL_COLUMNS = ("session", "client_order_id", "shares", "price", "commission")
+_FILL_COLUMNS = ("session", "symbol", "client_order_id", "shares", "price", "commission")
 
 
 @dataclass(frozen=True)
@@ -83,28 +91,38 @@ class ReplayResult:
         return self.equity.pct_change().iloc[1:].rename("returns")
 
     def position(self) -> pd.Series:
-        """Shares held at each close of the window (the fills of each session, accumulated)."""
+        """Shares held at each close of the window (one instrument: the fills of each session, summed)."""
         per_session = self.fills.groupby("session")["shares"].sum()
         return per_session.reindex(self.equity.index, fill_value=0.0).cumsum().rename("shares")
 
-    def metrics(self, last_close: float) -> dict[str, float]:
-        """The backtest's metric keys for this curve (round trips from the executions)."""
+    def holdings(self) -> pd.DataFrame:
+        """Shares held at each close, one column per instrument traded."""
+        table = self.fills.pivot_table(index="session", columns="symbol", values="shares", aggfunc="sum")
+        return table.reindex(self.equity.index, fill_value=0.0).fillna(0.0).cumsum()
+
+    def metrics(self, last_close: float | dict[str, float]) -> dict[str, float]:
+        """The backtest's metric keys for this curve (round trips per instrument from the executions);
+        `last_close` marks a position still open at the end (per symbol for a universe)."""
         sessions = self.equity.index
-        rows = sessions.get_indexer(pd.DatetimeIndex(self.fills["session"]))
-        fills = tuple(
-            Fill(int(row), float(shares), float(price), float(commission), 0.0, 0.0)
-            for row, shares, price, commission in zip(
-                rows, self.fills["shares"], self.fills["price"], self.fills["commission"], strict=True
+        pnls = []
+        for symbol, own in self.fills.groupby("symbol", sort=False):
+            rows = sessions.get_indexer(pd.DatetimeIndex(own["session"]))
+            fills = tuple(
+                Fill(int(row), float(shares), float(price), float(commission), 0.0, 0.0)
+                for row, shares, price, commission in zip(
+                    rows, own["shares"], own["price"], own["commission"], strict=True
+                )
             )
-        )
-        trips = round_trips(fills, last_close)
+            close = last_close[str(symbol)] if isinstance(last_close, dict) else last_close
+            trips = round_trips(fills, close)
+            pnls.append(trips["pnl"][trips["closed"]])
         notional = float((self.fills["shares"].abs() * self.fills["price"]).sum())
         return metrics_dict(
             self.equity.to_numpy(dtype=np.float64),
-            position=self.position().to_numpy(),
+            position=self.holdings().abs().sum(axis=1).to_numpy(),
             traded_notional=notional,
-            round_trip_pnl=trips["pnl"][trips["closed"]],
-            fills=len(fills),
+            round_trip_pnl=np.concatenate(pnls) if pnls else np.array([]),
+            fills=len(self.fills),
         )
 
     def statuses(self) -> dict[str, int]:
@@ -157,7 +175,7 @@ def _window(sessions: np.ndarray, start: DateLike, end: DateLike) -> tuple[int, 
 
 
 def replay(
-    data: Features | LiveBars,
+    data: Features | PanelFeatures | LiveBars,
     strategy: Strategy | None,
     start: DateLike,
     end: DateLike,
@@ -182,19 +200,26 @@ def replay(
     decision there) and replaces `strategy`; `after_close(session, ledger)` runs after each session's
     close, as the daily learning review does after the real one.
     """
-    full = data if isinstance(data, Features) else build_features(data.bars, data.vix, data.spec)
-    priced = adjusted_features(full) if adjust_dividends else full
+    full = build_features(data.bars, data.vix, data.spec) if isinstance(data, LiveBars) else data
+    priced: Features | PanelFeatures
+    if isinstance(full, PanelFeatures):
+        adjusted = {s: adjusted_features(f) if adjust_dividends else f for s, f in full.by_symbol.items()}
+        priced = replace(full, by_symbol=MappingProxyType(adjusted))
+        per_symbol = dict(priced.by_symbol)
+    else:
+        priced = adjusted_features(full) if adjust_dividends else full
+        per_symbol = {full.symbol: priced}
+    symbols = tuple(per_symbol)
     sessions = pd.DatetimeIndex(full.sessions)
     i0, i1 = _window(full.sessions, start, end)
-    opens = priced.bars["open"].to_numpy(dtype=float)
-    closes = priced.bars["close"].to_numpy(dtype=float)
-    volumes = priced.bars["volume"].to_numpy(dtype=float)
-    symbol = full.symbol
+    opens = {s: f.bars["open"].to_numpy(dtype=float) for s, f in per_symbol.items()}
+    closes = {s: f.bars["close"].to_numpy(dtype=float) for s, f in per_symbol.items()}
+    volumes = {s: f.bars["volume"].to_numpy(dtype=float) for s, f in per_symbol.items()}
     cal = calendar or default_calendar()
 
-    def market_data_until(row: int) -> Features:
+    def market_data_until(row: int) -> Features | PanelFeatures:
         """Features whose last row is `row` (the previous session), the way a live tick gets them."""
-        if isinstance(data, Features):
+        if not isinstance(data, LiveBars):
             return priced.slice(0, row + 1)  # features are causal: the slice IS what a rebuild would give
         last = sessions[row]
         bars = data.bars[data.bars["session"] <= last].reset_index(drop=True)
@@ -219,7 +244,8 @@ def replay(
             for row in range(i0 + 1, i1):
                 now = _instant(sessions[row], tick_time)
                 clock.now = now.to_pydatetime()
-                broker.set_price(symbol, Decimal(str(opens[row])), volumes[row])
+                for symbol in symbols:
+                    broker.set_price(symbol, Decimal(str(opens[symbol][row])), volumes[symbol][row])
                 features = market_data_until(row - 1)
                 runtime = TickRuntime(
                     calendar=cal,
@@ -229,7 +255,7 @@ def replay(
                     decider=lambda: decider,
                     market_data=lambda _now, f=features: f,  # type: ignore[misc]
                     strategy=decider.name,
-                    symbol=symbol,
+                    symbol=symbols[0],
                     run_id=f"replay-{sessions[row].date().isoformat()}",
                     cash_buffer=cash_buffer,
                     cost=broker_cost,
@@ -237,7 +263,8 @@ def replay(
                 )
                 reports.append(run_tick(runtime, now))
                 clock.now = _instant(sessions[row], dt.time(16, 0)).to_pydatetime()
-                broker.set_price(symbol, Decimal(str(closes[row])), volumes[row])
+                for symbol in symbols:
+                    broker.set_price(symbol, Decimal(str(closes[symbol][row])), volumes[symbol][row])
                 broker.end_session(sessions[row].date())  # DAY orders left open expire, as at a broker
                 equity.append(float(broker.account().equity))
                 if after_close is not None:
@@ -247,6 +274,7 @@ def replay(
     rows = [
         (
             pd.Timestamp(e.timestamp).tz_convert(NEW_YORK).tz_localize(None).normalize(),
+            e.symbol,
             e.client_order_id,
             float(e.qty if e.side.value == "buy" else -e.qty),
             float(e.price),

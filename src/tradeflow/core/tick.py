@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeVar
 import pandas as pd
 
 from tradeflow.calendar import MarketCalendar, to_utc
-from tradeflow.core.reconcile import UnknownBrokerHistory, reconcile
+from tradeflow.core.reconcile import BookView, UnknownBrokerHistory, reconcile
 from tradeflow.domain import (
     Book,
     Decision,
@@ -47,7 +47,7 @@ from tradeflow.errors import (
 from tradeflow.execution.base import Broker
 from tradeflow.features import Features, FeaturesStaleError
 from tradeflow.features.schema import FeatureError
-from tradeflow.ledger import DecisionRecord, Ledger, make_tick_key
+from tradeflow.ledger import DecisionRecord, Ledger, LedgerOrder, make_tick_key
 from tradeflow.risk import RiskContext, RiskGovernor, StateChange, mark_equity
 from tradeflow.sim import CostModel, SizingRules, size_order
 from tradeflow.strategies import Strategy
@@ -132,7 +132,8 @@ class TickReport:
     session: str | None = None
     mode: str = "paper"
     strategy: str = ""
-    target_weight: float | None = None
+    target_weight: float | None = None  # of the one traded symbol (None for a universe: see targets)
+    targets: dict[str, float] = field(default_factory=dict)  # target weight per instrument
     orders_sent: list[str] = field(default_factory=list)
     denials: list[dict[str, Any]] = field(default_factory=list)
     positions: dict[str, str] = field(default_factory=dict)
@@ -163,22 +164,99 @@ def _last(features: Features, column: str) -> float:
     return float(frame[column].iloc[-1]) if column in frame.columns and len(frame) else float("nan")
 
 
-def _decision(rt: TickRuntime, decision: Decision, features: Features) -> DecisionRecord:
-    """The decision and what it was made with (parameters, experiment arm: the Decision says), and the
-    regime it saw (VIX, SMA-30 vs SMA-60 trend: the features')."""
+def _decision(
+    rt: TickRuntime, decision: Decision, features: Features, symbol: str, target_qty: Decimal | None
+) -> DecisionRecord:
+    """The decision for `symbol` and what it was made with (parameters, experiment arm: the Decision
+    says), and the regime it saw (VIX, SMA-30 vs SMA-60 trend: the symbol's features)."""
     gap_long, gap_short = _last(features, "sma_60_gap"), _last(features, "sma_30_gap")
     trend = "" if math.isnan(gap_long) or math.isnan(gap_short) else ("up" if gap_long > gap_short else "down")
     return DecisionRecord(
         rt.strategy,
-        rt.symbol,
+        symbol,
         decision.session,
-        decision.weight(rt.symbol),
+        decision.weight(symbol),
         params=dict(decision.params),
         arm=decision.arm,
         experiment_id=decision.experiment_id,
         vix=_last(features, "vix"),
         trend=trend,
+        target_qty=target_qty,
     )
+
+
+def _by_symbol(rt: TickRuntime, features: Any) -> dict[str, Features]:
+    """The per-instrument features a tick decides on: a panel's (a universe) or the one symbol's."""
+    panel = getattr(features, "by_symbol", None)
+    return dict(panel) if panel is not None else {rt.symbol: features}
+
+
+def _size_intents(
+    rt: TickRuntime,
+    decided: Decision,
+    book: BookView,
+    prices: dict[str, Decimal],
+    equity: Decimal,
+    session: dt.date,
+    todays_orders: list[LedgerOrder],
+    report: TickReport,
+) -> tuple[list[OrderIntent], dict[str, Decimal]]:
+    """Order intents for the decision with the one sizing (sim.sizing), as the backtest and the replay
+    size, and the position each instrument was sized for. A changed target weight is sized afresh:
+    its share of equity marked at the order's price, less the cash buffer, a buy capped by the cash
+    after costs, whole shares unless fractional, a change under the band skipped. While the weight is
+    the one of the previous decision, the position it was sized for is held: the backtest does not
+    re-size a drifting weight either, and a short fill, a cancel or a denial is completed later.
+    Sells are sized first; their proceeds count toward the cash of the buys after them."""
+    rules = SizingRules(fractional=rt.fractional, cash_buffer=rt.cash_buffer, rebalance_band=rt.rebalance_band)
+    plans = []
+    for symbol, price in prices.items():
+        if book.unresolved.get(symbol):
+            report.notes.append(f"waiting on unresolved order(s) {book.unresolved[symbol]}: no new intent")
+            continue
+        shares = book.positions[symbol].qty if symbol in book.positions else Decimal(0)
+        holding = shares + book.pending.get(symbol, Decimal(0))  # with what open orders will add
+        weight = decided.weight(symbol)
+        hold = rt.ledger.sized_position(rt.strategy, symbol, weight)
+        wanted = hold * price if hold is not None else Decimal(str(weight)) * equity
+        plans.append((float(wanted - holding * price), symbol, shares, holding, weight, hold))
+    cash = float(book.account.cash)
+    intents: list[OrderIntent] = []
+    sized_for: dict[str, Decimal] = {}
+    for _, symbol, shares, holding, weight, hold in sorted(plans, key=lambda plan: plan[0]):
+        price = prices[symbol]
+        sized = size_order(
+            weight, float(holding), cash, float(equity), float(price), 0.0, rt.cost, rules,
+            hold=None if hold is None else float(hold),
+        )  # fmt: skip
+        delta = Decimal(repr(sized.qty)) if rt.fractional else Decimal(round(sized.qty))
+        if rt.fractional:
+            delta = delta.quantize(Decimal("0.00000001"), rounding=ROUND_DOWN)
+        sized_for[symbol] = hold if hold is not None else holding + delta
+        if delta == 0:
+            if hold is None and abs(Decimal(str(weight)) * equity / price - holding) * price >= 1:
+                report.notes.append(
+                    f"no {symbol} order: the change is under the {rt.rebalance_band:.0%} rebalance band "
+                    "or the cash on hand"
+                )
+            continue
+        cash -= float(delta * price)  # a sale's proceeds fund the buys sized after it
+        seq = sum(1 for o in todays_orders if o.symbol == symbol)
+        cid = make_client_order_id(rt.strategy, symbol, session, seq)
+        reduces = abs(shares + delta) < abs(shares) and (shares + delta) * shares >= 0
+        intents.append(
+            OrderIntent(
+                cid,
+                symbol,
+                Side.BUY if delta > 0 else Side.SELL,
+                abs(delta),
+                session,
+                rt.strategy,
+                seq,
+                reduce_only=reduces,
+            )
+        )
+    return intents, sized_for
 
 
 def _finish(rt: TickRuntime, report: TickReport, key: str | None, now: dt.datetime) -> TickReport:
@@ -279,24 +357,25 @@ def run_tick(rt: TickRuntime, now: Any) -> TickReport:
         report.status, report.alerts = "DATA_UNAVAILABLE", [*report.alerts, f"no data, not trading: {exc}"]
         return _finish(rt, report, key, now_dt)
 
-    # 3. Decide and size against the broker's position, with equity marked at the price the order
+    # 3. Decide and size against the broker's positions, with equity marked at the prices the orders
     # will face (G2): the broker's own mark may still be the previous close on a gap open.
-    position = book.positions.get(rt.symbol)
-    shares = position.qty if position else Decimal(0)
-    last_close = Decimal(str(float(features.bars["close"].iloc[-1])))
-    # The price the order will face: the broker's quote when it has one, else the last close (the sim
-    # broker fills at the price it was given; an adapter without market data has no better figure).
-    try:
-        quoted = rt.broker.quote(rt.symbol)
-    except BrokerUnavailable as exc:
-        report.notes.append(f"no quote ({exc}): sizing at the last close")
-        quoted = None
-    close = quoted if quoted is not None and quoted > 0 else last_close
+    by_symbol = _by_symbol(rt, features)
+    last_closes = {s: Decimal(str(float(f.bars["close"].iloc[-1]))) for s, f in by_symbol.items()}
+    prices: dict[str, Decimal] = {}
+    for symbol in by_symbol:
+        # The price an order will face: the broker's quote when it has one, else the last close (the
+        # sim broker fills at the price it was given; an adapter without market data has no better).
+        try:
+            quoted = rt.broker.quote(symbol)
+        except BrokerUnavailable as exc:
+            report.notes.append(f"no quote for {symbol} ({exc}): sizing at the last close")
+            quoted = None
+        prices[symbol] = quoted if quoted is not None and quoted > 0 else last_closes[symbol]
     held = {s: p.qty for s, p in book.positions.items()}
-    marked = mark_equity(book.account.cash, held, {rt.symbol: close})
+    marked = mark_equity(book.account.cash, held, prices)
     equity = book.account.equity if marked is None else marked
     if equity != book.account.equity:
-        report.notes.append(f"equity marked at {rt.symbol} {close}: {equity} (broker's mark {book.account.equity})")
+        report.notes.append(f"equity marked at the orders' prices: {equity} (broker's mark {book.account.equity})")
     report.equity = str(equity)
     try:
         strategy = rt.decider()
@@ -310,47 +389,13 @@ def run_tick(rt: TickRuntime, now: Any) -> TickReport:
     except (InputError, FeatureError) as exc:  # e.g. a champion given other features than it was trained on
         report.status, report.alerts = "NO_MODEL", [*report.alerts, f"model cannot decide, not trading: {exc}"]
         return _finish(rt, report, key, now_dt)
-    weight = decided.weight(rt.symbol)
-    report.target_weight = weight
-    rt.ledger.record_decision(_decision(rt, decided, features), now_dt, run_id=rt.run_id)
+    report.targets = {s: decided.weight(s) for s in by_symbol}
+    report.target_weight = decided.weight(rt.symbol) if len(by_symbol) == 1 else None
     todays_orders = [o for o in rt.ledger.orders() if o.session == session]  # read once per tick
-    intents: list[OrderIntent] = []
-    if book.unresolved.get(rt.symbol):
-        report.notes.append(f"waiting on unresolved order(s) {book.unresolved[rt.symbol]}: no new intent")
-        delta = Decimal(0)
-    else:
-        # The one sizing (sim.sizing), as the backtest and the replay size: the target share of equity
-        # marked at the order's price, less the cash buffer, buys capped by cash after costs, whole
-        # shares unless the instrument trades fractions, changes under the rebalance band skipped.
-        holding = shares + book.pending.get(rt.symbol, Decimal(0))  # with what open orders will add
-        rules = SizingRules(fractional=rt.fractional, cash_buffer=rt.cash_buffer, rebalance_band=rt.rebalance_band)
-        sized = size_order(
-            weight, float(holding), float(book.account.cash), float(equity), float(close), 0.0, rt.cost, rules
-        )
-        delta = Decimal(repr(sized.qty)) if rt.fractional else Decimal(round(sized.qty))
-        if rt.fractional:
-            delta = delta.quantize(Decimal("0.00000001"), rounding=ROUND_DOWN)
-        if delta == 0 and abs(Decimal(str(weight)) * equity / close - holding) * close >= 1:
-            report.notes.append(
-                f"no order: the change is under the {rt.rebalance_band:.0%} rebalance band or the cash on hand"
-            )
-        if delta != 0:
-            seq = sum(1 for o in todays_orders if o.symbol == rt.symbol)
-            cid = make_client_order_id(rt.strategy, rt.symbol, session, seq)
-            reduces = abs(shares + delta) < abs(shares) and (shares + delta) * shares >= 0
-            intents.append(
-                OrderIntent(
-                    cid,
-                    rt.symbol,
-                    Side.BUY if delta > 0 else Side.SELL,
-                    abs(delta),
-                    session,
-                    rt.strategy,
-                    seq,
-                    reduce_only=reduces,
-                )
-            )
-
+    intents, sized_for = _size_intents(rt, decided, book, prices, equity, session, todays_orders, report)
+    for symbol, symbol_features in by_symbol.items():
+        record = _decision(rt, decided, symbol_features, symbol, sized_for.get(symbol))
+        rt.ledger.record_decision(record, now_dt, run_id=rt.run_id)
     # 4. Risk: denials are values; the state the governor returns is persisted before sending.
     state = rt.ledger.trading_state()
     rt.ledger.start_session(session, equity, now_dt, run_id=rt.run_id)
@@ -366,8 +411,8 @@ def run_tick(rt: TickRuntime, now: Any) -> TickReport:
         cash=book.account.cash,
         session_start_equity=start_equity,
         equity_peak=peak,
-        prices={rt.symbol: close},
-        last_close={rt.symbol: last_close},
+        prices=prices,
+        last_close=last_closes,
         state_reason=state.reason,
         state_session=pd.Timestamp(state.since).tz_convert("America/New_York").date() if state.since else None,
         kill_switch=state.reason.startswith("kill switch"),

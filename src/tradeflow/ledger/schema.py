@@ -149,6 +149,10 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             PRIMARY KEY (strategy, symbol, session)
         )""",
     ),
+    # v3: the position quantity a decision sized for (issue 10, one kernel): while the target weight
+    # stays the same, later ticks hold that quantity, as the backtest holds its shares until the
+    # target changes, instead of re-sizing a drifting weight.
+    3: ("ALTER TABLE decisions ADD COLUMN target_qty TEXT",),
 }
 
 # The version a migrated ledger is at: infra.sqlite numbers the migrations 1..n.
@@ -370,6 +374,7 @@ class DecisionRecord:
     experiment_id: str = ""
     vix: float | None = None
     trend: str = ""
+    target_qty: Decimal | None = None  # the position the tick sized for (None: none sized, or before v3)
 
 
 @dataclass(frozen=True)

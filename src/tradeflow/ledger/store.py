@@ -64,6 +64,14 @@ from tradeflow.ledger.schema import (
     ts_value,
 )
 
+_DECISION_COLUMNS = "strategy, symbol, session, target, params, arm, experiment_id, vix, trend, target_qty"
+
+
+def _decision_of(r: tuple[Any, ...]) -> DecisionRecord:
+    return DecisionRecord(
+        r[0], r[1], dt.date.fromisoformat(r[2]), r[3], json.loads(r[4]), r[5], r[6], r[7], r[8], dec_or_none(r[9])
+    )
+
 
 class Ledger:
     """The SQLite ledger. `now` is always passed in; the ledger never reads the clock."""
@@ -523,7 +531,7 @@ class Ledger:
         with self._db.write("record_decision") as c:
             cur = c.execute(
                 "INSERT OR IGNORE INTO decisions (strategy, symbol, session, target, params, arm, experiment_id, vix, "
-                "trend, ts, run_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                "trend, ts, run_id, target_qty) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     decision.strategy,
                     decision.symbol,
@@ -536,6 +544,7 @@ class Ledger:
                     decision.trend,
                     ts_text(now),
                     run_id,
+                    None if decision.target_qty is None else dec_text(decision.target_qty),
                 ),
             )
             return cur.rowcount == 1
@@ -549,14 +558,27 @@ class Ledger:
             clause, args = clause + " AND symbol = ?", [*args, symbol]
         with self._db.read("decisions") as c:
             rows = c.execute(
-                "SELECT strategy, symbol, session, target, params, arm, experiment_id, vix, trend FROM decisions "
-                f"{clause} ORDER BY session, strategy, symbol",
+                f"SELECT {_DECISION_COLUMNS} FROM decisions {clause} ORDER BY session, strategy, symbol",
                 args,
             ).fetchall()
-        return [
-            DecisionRecord(r[0], r[1], dt.date.fromisoformat(r[2]), r[3], json.loads(r[4]), r[5], r[6], r[7], r[8])
-            for r in rows
-        ]
+        return [_decision_of(r) for r in rows]
+
+    def sized_position(self, strategy: str, symbol: str, target: float) -> Decimal | None:
+        """The position the last decision of (strategy, symbol) was sized for, while that decision's
+        target weight is still `target` and no EXTERNAL adjustment of the symbol (a manual trade, a
+        broker-side liquidation: B1, B2) came after it; None otherwise (the tick sizes afresh)."""
+        with self._db.read("sized_position") as c:
+            row = c.execute(
+                "SELECT target, target_qty, ts FROM decisions WHERE strategy = ? AND symbol = ? "
+                "ORDER BY session DESC LIMIT 1",
+                (strategy, symbol),
+            ).fetchone()
+            if row is None or row[1] is None or row[0] != target:
+                return None
+            external = c.execute(
+                "SELECT 1 FROM position_adjustments WHERE symbol = ? AND ts > ? LIMIT 1", (symbol, row[2])
+            ).fetchone()
+        return None if external else Decimal(row[1])
 
     def last_decision(self, strategy: str, symbol: str, before: dt.date | None = None) -> DecisionRecord | None:
         """The latest decision of (strategy, symbol), strictly before `before` when given."""
@@ -565,13 +587,10 @@ class Ledger:
             clause, args = clause + " AND session < ?", [*args, before.isoformat()]
         with self._db.read("last_decision") as c:
             r = c.execute(
-                "SELECT strategy, symbol, session, target, params, arm, experiment_id, vix, trend FROM decisions "
-                f"{clause} ORDER BY session DESC LIMIT 1",
+                f"SELECT {_DECISION_COLUMNS} FROM decisions {clause} ORDER BY session DESC LIMIT 1",
                 args,
             ).fetchone()
-        if r is None:
-            return None
-        return DecisionRecord(r[0], r[1], dt.date.fromisoformat(r[2]), r[3], json.loads(r[4]), r[5], r[6], r[7], r[8])
+        return None if r is None else _decision_of(r)
 
     def tick_seen(self, key: str) -> bool:
         with self._db.read("tick_seen") as c:

@@ -51,12 +51,16 @@ def size_order(
     volume: float,
     cost: CostModel,
     rules: SizingRules = RESEARCH,
+    *,
+    hold: float | None = None,
 ) -> Sized:
-    """The signed quantity to trade at `price` so that `held` moves toward `weight` of `equity`."""
+    """The signed quantity to trade at `price` so that `held` moves toward `weight` of `equity`, or,
+    with `hold`, toward that quantity: the position sized when the target weight last changed, which
+    a backtest keeps until the target changes again (a drifting weight is not re-sized)."""
     if equity <= 0:
-        weight = 0.0  # nothing left to trade with: close out what remains
+        weight, hold = 0.0, None  # nothing left to trade with: close out what remains
     investable = max(equity, 0.0) * (1.0 - rules.cash_buffer) if rules.cash_buffer else max(equity, 0.0)
-    delta = weight * investable / price - held
+    delta = (weight * investable / price if hold is None else hold) - held
     if abs(delta) * price <= 1e-9 * max(abs(equity), 1.0):
         return Sized(0.0, 0.0)
     impact = cost.price_impact(delta, volume)
@@ -69,7 +73,7 @@ def size_order(
                 return Sized(0.0, impact)
     if not rules.fractional:
         delta = math.trunc(held + delta) - held
-    exits = weight == 0.0 and held != 0.0
+    exits = (weight == 0.0 if hold is None else hold == 0.0) and held != 0.0
     if rules.rebalance_band and not exits and abs(delta) * price < rules.rebalance_band * equity:
         return Sized(0.0, impact)
     return Sized(delta, impact)

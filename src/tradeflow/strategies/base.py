@@ -10,7 +10,7 @@ the same object drives a backtest, the RL parity check and a live tick (issue 10
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -23,17 +23,22 @@ if TYPE_CHECKING:
     from tradeflow.features import Features
 
 
+# What a strategy decides on: one instrument's Features, or a universe's PanelFeatures (Sleeves).
+# `Strategy` alone means any of them.
+F_contra = TypeVar("F_contra", contravariant=True)
+
+
 @runtime_checkable
-class Strategy(Protocol):
+class Strategy(Protocol[F_contra]):
     # `name: str` read-only: declared as a property so frozen (immutable) strategies satisfy it too.
     @property
     def name(self) -> str: ...
 
-    def targets(self, features: Features) -> np.ndarray:
+    def targets(self, features: F_contra) -> np.ndarray:
         """float64 target weight per row of `features.frame`, using rows <= t only for row t."""
         ...
 
-    def decide(self, features: Features, book: Book) -> Decision:
+    def decide(self, features: F_contra, book: Book) -> Decision:
         """The decision after the last row's close, against `book` (the broker's, in a tick)."""
         ...
 
