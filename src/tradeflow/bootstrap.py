@@ -22,15 +22,15 @@ from tradeflow.core.tick import TickRuntime
 from tradeflow.data.ingest import IngestRequest, ingest_missing
 from tradeflow.data.sources import SOURCE_NAMES
 from tradeflow.data.store import SnapshotStore
-from tradeflow.domain import Book, Position
+from tradeflow.domain import Book, Position, Universe
 from tradeflow.errors import ConfigError, InputError, StoreError, TradeflowError
 from tradeflow.execution.base import Broker
-from tradeflow.features import DEFAULT_SPEC, Features, FeatureSpec, features_for_live
+from tradeflow.features import DEFAULT_SPEC, Features, FeatureSpec, PanelFeatures, features_for_live, panel_of
 from tradeflow.features.cache import FeatureCache
 from tradeflow.ledger import Ledger
 from tradeflow.risk import RiskGovernor
 from tradeflow.rl.policy import RLPolicyStrategy
-from tradeflow.strategies import Strategy
+from tradeflow.strategies import Sleeves, Strategy
 
 if TYPE_CHECKING:
     from tradeflow.learning import LearningStore
@@ -151,46 +151,53 @@ def champion_spec(model: Any, settings: Settings) -> FeatureSpec:
 
 def gated_market_data(
     settings: Settings,
-    on_price: Callable[[float], None] | None = None,
+    on_price: Callable[[str, float], None] | None = None,
     spec: Callable[[], FeatureSpec] | None = None,
-) -> Callable[[Any], Features]:
+) -> Callable[[Any], Features | PanelFeatures]:
     """The tick reads, ingest writes: the latest gated snapshots and the features cached for them
     (the spec `spec()` names: the champion's own), whose last row must be the last completed
-    session: anything else raises and the tick does not trade.
+    session: anything else raises and the tick does not trade. One traded symbol gives its Features;
+    a universe gives the panel of its instruments' features on their common sessions.
 
     The source is fetched and gated only when the store lacks a session's bars (the first tick of
     a session when the after-close ingest has not run); every other tick reads the snapshots' digests
     from the manifest and, after the first of its session, loads its features from the cache."""
     trading = settings.trading
-    symbols = (trading.symbol, trading.vix_symbol) if trading.vix_symbol else (trading.symbol,)
+    traded = trading.symbols
+    symbols = (*traded, trading.vix_symbol) if trading.vix_symbol else traded
     request = IngestRequest(source=trading.source, symbols=symbols, path=trading.path)  # checks the source now
     cache = FeatureCache(settings.data_dir / "features" / "cache")
 
-    def load(now: Any) -> Features:
+    def load(now: Any) -> Features | PanelFeatures:
         when = pd.Timestamp(now)
         ingest_missing(request, settings, when)
         store = SnapshotStore(settings.snapshots_dir)
         wanted = spec() if spec is not None else default_trading_spec(settings)
-        used = (trading.symbol, trading.vix_symbol) if trading.vix_symbol and wanted.include_vix else (trading.symbol,)
+        with_vix = trading.vix_symbol if trading.vix_symbol and wanted.include_vix else None
         # The snapshots are read by the very entries whose digests key the cache, so a concurrent
         # ingest cannot slip other bars under this key.
         infos = {}
-        for symbol in used:
+        for symbol in (*traded, *([with_vix] if with_vix else [])):
             info = store.current(symbol)
             if info is None:
                 raise StoreError(f"no gated snapshot of {symbol} in {store.root}: run `tradeflow ingest`")
             infos[symbol] = info
         session = default_calendar().last_completed_session(when)
+        per_symbol: dict[str, Features] = {}
+        for symbol in traded:
 
-        def build() -> Features:
-            bars = store.read(infos[trading.symbol])
-            vix = store.read(infos[trading.vix_symbol]) if trading.vix_symbol in infos else None
-            return features_for_live(bars, vix, wanted, session=session)
+            def build(symbol: str = symbol) -> Features:
+                bars = store.read(infos[symbol])
+                vix = store.read(infos[with_vix]) if with_vix else None
+                return features_for_live(bars, vix, wanted, session=session)
 
-        features = cache.get_or_build({s: i.digest for s, i in infos.items()}, wanted, session, build)
-        if on_price is not None:
-            on_price(float(features.bars["close"].iloc[-1]))
-        return features
+            key = {symbol: infos[symbol].digest, **({with_vix: infos[with_vix].digest} if with_vix else {})}
+            per_symbol[symbol] = cache.get_or_build(key, wanted, session, build)
+            if on_price is not None:
+                on_price(symbol, float(per_symbol[symbol].bars["close"].iloc[-1]))
+        if len(traded) == 1:
+            return per_symbol[traded[0]]
+        return panel_of(per_symbol, Universe.of(*traded), wanted)
 
     return load
 
@@ -213,8 +220,8 @@ def build_tick_runtime(
         on_price = None
         if broker_name == "sim":
             # The sim broker fills market orders at the latest price the tick saw.
-            def on_price(price: float) -> None:
-                adapter.set_price(trading.symbol, price)  # type: ignore[attr-defined]
+            def on_price(symbol: str, price: float) -> None:
+                adapter.set_price(symbol, price)  # type: ignore[attr-defined]
 
         name = strategy or trading.strategy
         ledger = open_ledger(settings)
@@ -228,7 +235,9 @@ def build_tick_runtime(
             if name == "champion":
                 return RLPolicyStrategy(model(), name="champion")
             # `runtime` is bound below, before any tick can call this; it closes the rule's learning store.
-            return make_tick_strategy(settings, name, ledger, trading.symbol, own=runtime.own)
+            if len(trading.symbols) == 1:
+                return make_tick_strategy(settings, name, ledger, trading.symbol, own=runtime.own)
+            return Sleeves(make_tick_strategy(settings, name, None, "", own=runtime.own), trading.symbols)
 
         spec: Callable[[], FeatureSpec] | None = None
         if name == "champion":
@@ -254,6 +263,7 @@ def build_tick_runtime(
             cash_tolerance=trading.cash_tolerance,
             cash_buffer=trading.cash_buffer,
             rebalance_band=trading.rebalance_band,
+            fractional=trading.fractional,
         )
         opened.pop_all()  # the runtime owns (and closes) the broker and the ledger from here on
     return runtime

@@ -79,6 +79,10 @@ class TradingSettings(BaseModel):
     broker: str = Field("sim", pattern="^(sim|alpaca|ib)$")
     strategy: str = "champion"  # a rule name, or the registry's champion model
     symbol: str = "SPY"
+    # The instruments the tick trades (TRADEFLOW_TRADING__UNIVERSE='["SPY","AAPL","MSFT"]'); empty means
+    # `symbol` alone. A rule trades a universe in equal sleeves; a champion only its own universe.
+    universe: tuple[str, ...] = ()
+    fractional: bool = False  # the broker takes fractional quantities of these instruments
     vix_symbol: str | None = "^VIX"
     source: str = "sample"
     path: str | None = None
@@ -93,6 +97,11 @@ class TradingSettings(BaseModel):
     rebalance_band: float = Field(0.05, ge=0, lt=1)
     # Broker vs ledger cash may differ by this fraction before an alert; twice this sets REDUCING (B6).
     cash_tolerance: float = Field(0.01, ge=0)
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """The traded instruments, in order: the universe, or the one symbol."""
+        return self.universe or (self.symbol,)
 
 
 class Settings(BaseSettings):

@@ -137,3 +137,14 @@ def test_a_champion_trained_for_another_universe_is_refused_by_the_tick_with_the
     assert broker.calls["submit"] == 0
     assert ledger.orders() == []
     assert load_artifact(artifact).universe == ("SPY",)
+
+
+def test_a_single_instrument_champion_refuses_to_decide_for_a_universe(artifact, real_data):
+    from tradeflow.domain import Universe
+    from tradeflow.features import build_panel
+
+    vix = read_bar_file(real_data / "VIX.csv", "^VIX")
+    bars = {s: read_bar_file(real_data / f"{s}.csv", s) for s in ("SPY", "AAPL")}
+    panel = build_panel(bars, vix, Universe.of("SPY", "AAPL"), OWN_SPEC)
+    with pytest.raises(InputError, match=r"trained to decide for SPY, not for a universe \(SPY, AAPL\)"):
+        RLPolicyStrategy(load_artifact(artifact), name="champion").decide(panel, Book.flat(Decimal(100_000)))

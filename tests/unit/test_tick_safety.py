@@ -336,3 +336,23 @@ def test_an_unchanged_target_holds_the_sized_position_instead_of_re_sizing_a_dri
     resized = run_tick(runtime(decider=lambda: half, market_data=market_data), later + pd.Timedelta(minutes=5))
     assert resized.status == "TRADED"
     assert broker.positions()["SPY"].qty < held
+
+
+def test_a_tick_trades_a_settings_universe_in_equal_sleeves_and_then_holds(capsys, csv_trading, monkeypatch):
+    """TRADEFLOW_TRADING__UNIVERSE: one tick decides for SPY, AAPL and MSFT (buy_and_hold: a third
+    each), sizes every instrument with the one sizing and sends one order per instrument; the next
+    tick holds what it sized."""
+    import json
+
+    from tradeflow.config import get_settings
+
+    monkeypatch.setenv("TRADEFLOW_TRADING__UNIVERSE", '["SPY","AAPL","MSFT"]')
+    get_settings.cache_clear()
+    code, first = _cli(capsys, "tick", "--strategy", "buy_and_hold", "--now", "2023-05-24T15:00Z", "--json")
+    assert (code, first["status"]) == (0, "TRADED"), first
+    assert first["targets"] == pytest.approx({"SPY": 1 / 3, "AAPL": 1 / 3, "MSFT": 1 / 3})
+    assert sorted(cid.split("-")[2] for cid in first["orders_sent"]) == ["AAPL", "MSFT", "SPY"]
+    state = json.loads((csv_trading / "broker" / "sim-state.json").read_text())
+    assert set(state["positions"]) == {"SPY", "AAPL", "MSFT"}
+    code, second = _cli(capsys, "tick", "--strategy", "buy_and_hold", "--now", "2023-05-24T15:05Z", "--json")
+    assert (code, second["status"]) == (0, "NO_ACTION"), second

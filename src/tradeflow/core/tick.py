@@ -45,7 +45,7 @@ from tradeflow.errors import (
     TradeflowError,
 )
 from tradeflow.execution.base import Broker
-from tradeflow.features import Features, FeaturesStaleError
+from tradeflow.features import Features, FeaturesStaleError, PanelFeatures
 from tradeflow.features.schema import FeatureError
 from tradeflow.ledger import DecisionRecord, Ledger, LedgerOrder, make_tick_key
 from tradeflow.risk import RiskContext, RiskGovernor, StateChange, mark_equity
@@ -85,7 +85,8 @@ class TickRuntime:
     ledger: Ledger
     governor: RiskGovernor
     decider: Callable[[], Strategy]  # loaded lazily: a closed-market tick never loads a model
-    market_data: Callable[[pd.Timestamp], Features]  # gated features ending at the last completed session
+    # gated features ending at the last completed session: one symbol's, or a universe's panel
+    market_data: Callable[[pd.Timestamp], Features | PanelFeatures]
     strategy: str
     symbol: str
     mode: str = "paper"

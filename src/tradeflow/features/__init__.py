@@ -8,7 +8,7 @@ from tradeflow.features.build import (
     features_for_live,
     write_features,
 )
-from tradeflow.features.panel import PanelFeatures, build_panel, write_panel
+from tradeflow.features.panel import PanelFeatures, build_panel, panel_of, write_panel
 from tradeflow.features.schema import FeatureError, FeatureSchemaError, feature_schema, validate_features
 from tradeflow.features.spec import DEFAULT_SPEC, FEATURE_VERSION, FeatureSpec
 
@@ -25,6 +25,7 @@ __all__ = [
     "build_panel",
     "feature_schema",
     "features_for_live",
+    "panel_of",
     "validate_features",
     "write_features",
     "write_panel",

@@ -129,6 +129,16 @@ def build_panel(
         s: build_features(bars, vix, spec, validate=validate)
         for s, bars in _symbol_bars(bars_by_symbol, universe).items()
     }
+    return panel_of(per_symbol, universe, spec)
+
+
+def panel_of(per_symbol: Mapping[str, Features], universe: Universe, spec: FeatureSpec) -> PanelFeatures:
+    """The panel of features already built per symbol (by build_features or features_for_live, as a
+    tick does with its cached ones): each symbol's rows on the universe's common sessions."""
+    missing = [s for s in universe.symbols if s not in per_symbol]
+    if missing:
+        raise InputError(f"no features for {', '.join(missing)} of the universe {list(universe.symbols)}")
+    per_symbol = {s: per_symbol[s] for s in universe.symbols}
     common = reduce(np.intersect1d, (f.sessions for f in per_symbol.values()))
     if len(common) == 0:
         ranges = "; ".join(_range(f) for f in per_symbol.values())

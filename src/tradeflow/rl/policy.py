@@ -70,6 +70,10 @@ class RLPolicyStrategy:
                 f"the model was trained on feature spec {str(digest)[:12]} ({len(trained)} columns) but was "
                 f"given spec {given_digest[:12]} ({len(given)} columns): not deciding on other features"
             )
+        trained_for = ", ".join(self.model.universe or ("one instrument",))
+        if hasattr(features, "by_symbol"):  # a universe's panel: the policy decides for its own only
+            traded = ", ".join(getattr(features, "symbols", ()))
+            raise InputError(f"the model was trained to decide for {trained_for}, not for a universe ({traded})")
         symbol = str(getattr(features, "symbol", ""))
         universe = self.model.universe
         if universe is not None and symbol not in universe:
