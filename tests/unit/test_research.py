@@ -140,3 +140,50 @@ def test_training_leaves_checkpoints_with_normalisation_stats_beside_each_model(
     names = sorted(p.name for p in ckpt.iterdir())
     assert any(n.endswith(".zip") for n in names), names
     assert any("vecnormalize" in n for n in names), names
+
+
+def test_replay_parity_reproduces_the_challengers_vectorised_fold_through_the_real_tick(first_run, sample_store):
+    """Issue 10: before promoting, the gate replays the challenger over its last test fold through
+    run_tick; the real tick must end within the stated tolerance of the vectorised curve."""
+    from pathlib import Path
+
+    from tradeflow.research.parity import replay_parity
+    from tradeflow.rl.artifact import load_artifact
+
+    settings, result = first_run
+    config = TrainSpyConfig.from_dict(TINY)
+    dataset = load_dataset(config, settings)
+    folds = plan_folds(dataset, config)
+    last = max(folds, key=lambda f: f.index)
+    [evaluation] = [e for e in result.evaluations if e.strategy == "ppo" and e.seed == 0 and e.fold == last.index]
+    parity = replay_parity(
+        load_artifact(Path(evaluation.artifact)), dataset, last, config, evaluation.metrics["total_return"]
+    )
+    assert parity.ok, parity.reason()
+    assert parity.tolerance_bps == config.promotion.replay_parity_bps
+    assert "replay parity on fold" in parity.reason()
+    wrong = replay_parity(load_artifact(Path(evaluation.artifact)), dataset, last, config, 0.05)  # not its curve
+    assert not wrong.ok
+    assert "OUTSIDE" in wrong.reason()
+
+
+def test_a_promotion_without_replay_parity_is_overturned_with_the_reason(first_run):
+    import dataclasses
+
+    from tradeflow.registry import PromotionDecision
+    from tradeflow.research.pipeline import _with_replay_parity
+
+    settings, result = first_run
+    config = TrainSpyConfig.from_dict(TINY)
+    dataset = load_dataset(config, settings)
+    folds = plan_folds(dataset, config)
+    challenger = [e for e in result.evaluations if e.strategy == "ppo" and e.seed == 0]
+    passed = PromotionDecision(True, ("pass: all tests",), {})
+    kept = _with_replay_parity(passed, challenger, folds, dataset, config)
+    assert kept.promote
+    assert kept.evidence["replay_parity"]["ok"] is True
+    skewed = [dataclasses.replace(e, metrics={**e.metrics, "total_return": e.metrics["total_return"] + 0.01})
+              for e in challenger]  # fmt: skip
+    overturned = _with_replay_parity(passed, skewed, folds, dataset, config)
+    assert not overturned.promote
+    assert "OUTSIDE" in overturned.reasons[-1]

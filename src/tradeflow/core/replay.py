@@ -191,6 +191,7 @@ def replay(
     decider_factory: Callable[[Ledger], Strategy] | None = None,
     after_close: Callable[[dt.date, Ledger], None] | None = None,
     fractional: bool = False,
+    rebalance_band: float = 0.05,
 ) -> ReplayResult:
     """Replay `strategy` through `run_tick` over the sessions in [start, end] (inclusive).
 
@@ -260,6 +261,7 @@ def replay(
                     cash_buffer=cash_buffer,
                     cost=broker_cost,
                     fractional=fractional,
+                    rebalance_band=rebalance_band,
                 )
                 reports.append(run_tick(runtime, now))
                 clock.now = _instant(sessions[row], dt.time(16, 0)).to_pydatetime()

@@ -55,6 +55,12 @@ class PromotionPolicy(BaseModel):
     # Mean block length of the stationary bootstrap in sessions; None = n_days ** (1/3).
     mean_block_length: float | None = Field(None, ge=1.0)
     periods_per_year: int = Field(252, ge=1)
+    # Replay parity (issue 10): the challenger's last test fold re-run through the real tick must end
+    # within this many basis points of total return of the vectorised evaluation. Rules agree to
+    # < 0.01 bp; a policy's argmax near a tie can flip on the broker's price rounding in its P&L input
+    # (seen: one flipped day of a barely trained policy, 20.6 bp), while a path defect (sizing, fills,
+    # lookahead) costs hundreds of bp: 25 bp tolerates one such flip per fold.
+    replay_parity_bps: float = Field(25.0, ge=0.0, allow_inf_nan=False)
 
 
 @dataclass(frozen=True)

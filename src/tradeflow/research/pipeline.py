@@ -25,6 +25,7 @@ from tradeflow.config import Settings
 from tradeflow.infra.files import atomic_write_text
 from tradeflow.registry import FoldResult, ModelRegistry, ModelVersion, PromotionDecision, evaluate_promotion
 from tradeflow.research.config import TrainSpyConfig
+from tradeflow.research.parity import replay_parity
 from tradeflow.research.walkforward import (
     Dataset,
     Evaluation,
@@ -117,6 +118,41 @@ def decide(
     challenger = [e for e in evaluations if e.strategy == "ppo" and e.seed == seed]
     bh = [e for e in evaluations if e.strategy == "buy_and_hold"]
     vs_bh = evaluate_promotion(_fold_results(challenger, folds), None, _fold_results(bh, folds), config.promotion)
+    decision, champ_evals = _against_champion(vs_bh, challenger, bh, folds, dataset, config, registry)
+    return _with_replay_parity(decision, challenger, folds, dataset, config), champ_evals
+
+
+def _with_replay_parity(
+    decision: PromotionDecision,
+    challenger: list[Evaluation],
+    folds: list[Fold],
+    dataset: Dataset,
+    config: TrainSpyConfig,
+) -> PromotionDecision:
+    """A promotion stands only if the real tick, replayed over the challenger's last test fold,
+    reproduces the vectorised curve the gate judged (research/parity.py)."""
+    if not decision.promote:
+        return decision
+    last = max(folds, key=lambda f: f.index)
+    evaluation = next((e for e in challenger if e.fold == last.index and e.artifact), None)
+    if evaluation is None or evaluation.artifact is None:
+        return decision
+    parity = replay_parity(
+        load_artifact(Path(evaluation.artifact)), dataset, last, config, float(evaluation.metrics["total_return"])
+    )
+    evidence = {**decision.evidence, "replay_parity": parity.to_dict()}
+    return PromotionDecision(parity.ok, (*decision.reasons, parity.reason()), evidence)
+
+
+def _against_champion(
+    vs_bh: PromotionDecision,
+    challenger: list[Evaluation],
+    bh: list[Evaluation],
+    folds: list[Fold],
+    dataset: Dataset,
+    config: TrainSpyConfig,
+    registry: ModelRegistry,
+) -> tuple[PromotionDecision, list[Evaluation]]:
     champion = registry.champion()
     if champion is None:
         return vs_bh, []
