@@ -350,3 +350,48 @@ import alpacaish, requests
         "yfinance",
         "ib_async",
     ]
+
+
+# --- typed audit events -------------------------------------------------------------------------
+
+
+def _free_audit_kinds(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, first argument) of every `.audit(...)` call whose kind is written at the call site (a
+    string, an f-string, an AuditKind member) instead of a domain.events event."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "audit":
+            first = node.args[0] if node.args else None
+            free = isinstance(first, ast.Constant | ast.JoinedStr) or (
+                isinstance(first, ast.Attribute) and isinstance(first.value, ast.Name) and first.value.id == "AuditKind"
+            )
+            if free or any(k.arg in ("kind", "payload") for k in node.keywords):
+                found.append((node.lineno, ast.unparse(first) if first is not None else "<keyword>"))
+    return found
+
+
+def test_the_library_audits_only_typed_events():
+    """Every audit row on the trading path is a domain.events value: a kind spelt at a call site is
+    one no reader of the log (the learning review, the tests, an operator's query) knows about."""
+    stray = [
+        f"src/tradeflow/{path.relative_to(LIBRARY).as_posix()}:{line}: audit({arg}, ...)"
+        for path in sorted(LIBRARY.rglob("*.py"))
+        for line, arg in _free_audit_kinds(ast.parse(path.read_text(encoding="utf-8")))
+    ]
+    assert stray == [], "free-string audit kinds (record a domain.events event):\n" + "\n".join(stray)
+
+
+def test_the_free_audit_kind_scan_finds_each_form():
+    code = """
+ledger.audit("alert", {"message": m}, now)
+rt.ledger.audit(f"{kind}", {}, now)
+ledger.audit(AuditKind.ALERT, {}, now)
+ledger.audit(kind="alert", payload={}, now=now)
+ledger.audit(AlertRaised(m), now)
+"""
+    assert [arg for _, arg in _free_audit_kinds(ast.parse(code))] == [
+        "'alert'",
+        "f'{kind}'",
+        "AuditKind.ALERT",
+        "<keyword>",
+    ]

@@ -74,7 +74,7 @@ def test_an_unknown_tradeflow_order_id_always_refuses(known, unknown, as_open_or
     adopted = diff(snapshot, view, cash_tolerance=0.01, adopt_reason="adopted by alice: ledger lost")
     assert adopted.refusal is None
     assert adopted.adoption is not None
-    assert unknown in adopted.adoption["orders"]
+    assert unknown in adopted.adoption.orders
 
 
 @settings(max_examples=200, deadline=None)

@@ -468,3 +468,21 @@ def test_e2_a_new_sessions_daily_loss_records_the_new_session_though_the_state_s
     assert (decision.previous_state, decision.next_state) == (TradingState.REDUCING, TradingState.REDUCING)
     assert decision.state_session == NEXT_SESSION
     assert decision.state_changed
+
+
+# -- breakers named for the audit log --------------------------------------------------------------
+
+
+def test_each_escalation_names_its_breaker_and_the_governors_detail():
+    drawdown = GOV.check([], ctx(equity=D(79_000), session_start_equity=D(79_500)))
+    daily = GOV.check([], ctx(equity=D(94_000)))
+    flood = GOV.check([intent("SPY", Side.BUY, 1, seq=i) for i in range(50)], ctx())
+    named = [[(str(b.breaker), b.state) for b in d.breakers] for d in (drawdown, daily, flood)]
+    assert named == [
+        [("drawdown", TradingState.HALTED)],
+        [("daily_loss", TradingState.REDUCING)],
+        [("order_flood", TradingState.HALTED)],
+    ]
+    assert drawdown.breakers[0].detail.startswith("drawdown 21.00% from peak")
+    # A state already at or past a breaker's level is not escalated again: no second event.
+    assert GOV.check([], carry(drawdown, equity=D(78_000), session_start_equity=D(79_500))).breakers == ()

@@ -3,6 +3,8 @@ SPY features (RELIABILITY A, B, C, D3, E1, F3)."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pandas as pd
 import pytest
 
@@ -361,3 +363,32 @@ def test_a_corrupt_stored_snapshot_ends_the_tick_data_rejected_naming_the_file(w
     assert broker.executions() == []
     assert any(info.file.split("/")[-1] in alert for alert in report.alerts), report.alerts
     assert ledger.last_tick().status == "DATA_REJECTED"
+
+
+def test_a_drawdown_halt_in_a_tick_records_the_drawdown_breaker_with_the_state_change(world):
+    clock, broker, ledger, runtime, _ = world
+    run_tick(runtime(), OPEN_NOW)  # fully invested: the peak is this tick's equity
+    broker.set_price("SPY", broker.quote("SPY") * Decimal("0.7"))
+    later = OPEN_NOW + pd.Timedelta(minutes=5)
+    clock.now = later.to_pydatetime()
+    report = run_tick(runtime(), later)
+    assert report.trading_state == "HALTED"
+    rows = ledger.audit_rows()
+    fired = [r for r in rows if r.kind == "breaker_fired"]
+    assert [(r.payload["breaker"], r.payload["state"]) for r in fired] == [("drawdown", "HALTED")]
+    assert fired[0].payload["detail"].startswith("drawdown ")
+    [change] = [r for r in rows if r.kind == "state_change" and r.payload["to"] == "HALTED"]
+    assert change.id == fired[0].id + 1  # written together, the cause first
+    assert (change.payload["reason"], change.run_id) == ("drawdown", fired[0].run_id)
+    assert any(r.kind == "alert" and "HALTED" in r.payload["message"] for r in rows)  # the alert row stays
+
+
+def test_the_kill_switch_is_recorded_as_a_breaker_naming_the_operators_reason(world):
+    _, _, ledger, _, _ = world
+    stop_trading(ledger, "maintenance", OPEN_NOW)
+    fired, change = ledger.audit_rows()
+    assert (fired.kind, fired.payload) == (
+        "breaker_fired",
+        {"breaker": "kill_switch", "state": "HALTED", "detail": "maintenance"},
+    )
+    assert (change.kind, change.payload["reason"]) == ("state_change", "kill switch: maintenance")

@@ -12,11 +12,12 @@ import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tradeflow.domain import Account, BrokerOrder, Execution, OrderStatus, Position, TradingState, to_cents
+from tradeflow.domain.events import OperatorAdopted, OrderLookedUp
 from tradeflow.errors import TradeflowError
-from tradeflow.ledger.schema import AuditKind, LedgerOrder
+from tradeflow.ledger.schema import LedgerOrder
 
 if TYPE_CHECKING:
     from tradeflow.execution.base import Broker
@@ -144,7 +145,7 @@ class ReconcilePlan:
 
     snapshot: BrokerSnapshot
     refusal: UnknownBrokerHistory | None  # raised by `apply` before anything is written (G1)
-    adoption: dict[str, Any] | None  # the OPERATOR_ADOPTED audit payload, when an operator adopts
+    adoption: OperatorAdopted | None  # the audit event, when an operator adopts
     adopt_orders: tuple[BrokerOrder, ...]  # our open broker orders the ledger lost
     lookups: tuple[LedgerOrder, ...]  # our unfinished orders: one lookup by client id each
     known_orders: frozenset[str]  # client ids the ledger holds once the adoptions are in
@@ -225,14 +226,14 @@ def diff(
     refusal = None
     if (unknown_ids or unknown_positions) and adopt_reason is None:
         refusal = UnknownBrokerHistory(unknown_ids, {s: snapshot.positions[s].qty for s in unknown_positions})
-    adoption = None
+    adoption: OperatorAdopted | None = None
     if adopt_reason is not None:
-        adoption = {
-            "reason": adopt_reason,
-            "orders": unknown_ids,
-            "positions": {s: str(p.qty) for s, p in snapshot.positions.items() if p.qty},
-            "cash": str(snapshot.account.cash),
-        }
+        adoption = OperatorAdopted(
+            reason=adopt_reason,
+            orders=tuple(unknown_ids),
+            positions={s: str(p.qty) for s, p in snapshot.positions.items() if p.qty},
+            cash=str(snapshot.account.cash),
+        )
     # Orders the broker holds under our ids that the ledger lost: taken in only on adoption.
     adopt_orders: list[BrokerOrder] = []
     adopted: set[str] = set()
@@ -294,7 +295,7 @@ def apply(
     snapshot = plan.snapshot
     view = BookView(snapshot.positions, snapshot.account, pending=dict(plan.pending))
     if plan.adoption is not None:
-        ledger.audit(AuditKind.OPERATOR_ADOPTED, plan.adoption, now, run_id=run)
+        ledger.audit(plan.adoption, now, run_id=run)
     for bo in plan.adopt_orders:
         ledger.set_order_status(bo.client_order_id, bo.status, now, broker_order=bo, run_id=run)
         view.notes.append(f"adopted broker order {bo.client_order_id} missing from the ledger")
@@ -305,8 +306,7 @@ def apply(
     # before its fills settle it; not found past the grace period is final (A4, A5, B4).
     for order in lookups:
         found = broker.get_order(order.client_order_id)
-        ledger.audit("reconcile_lookup", {"found": found is not None}, now, run_id=run,
-                     client_order_id=order.client_order_id)  # fmt: skip
+        ledger.audit(OrderLookedUp(found is not None), now, run_id=run, client_order_id=order.client_order_id)
         status = settle_lookup(order, found, now, abandon_after)
         if found is not None:
             ledger.set_order_status(order.client_order_id, found.status, now, broker_order=found, run_id=run)

@@ -34,6 +34,21 @@ from tradeflow.domain import (
     TradingState,
     make_client_order_id,
 )
+from tradeflow.domain.events import (
+    AlertRaised,
+    Breaker,
+    BreakerFired,
+    DuplicateTickSkipped,
+    OrderAdopted,
+    OrderDenied,
+    OrderLookedUp,
+    OrderOutcomeAmbiguous,
+    OrderRejected,
+    OrderSubmitted,
+    SubmitAttempted,
+    TickStarted,
+    TradingResumed,
+)
 from tradeflow.errors import (
     BrokerUnavailable,
     DataQualityError,
@@ -265,7 +280,7 @@ def _finish(rt: TickRuntime, report: TickReport, key: str | None, now: dt.dateti
         if key is not None:
             rt.ledger.record_tick(key, report.status, report.to_dict(), now, run_id=rt.run_id)
         for alert in report.alerts:
-            rt.ledger.audit("alert", {"message": alert}, now, run_id=rt.run_id)
+            rt.ledger.audit(AlertRaised(alert), now, run_id=rt.run_id)
     except LedgerError as exc:  # the report still reaches the flow's artifact and logs
         report.alerts.append(f"ledger unavailable while journaling the tick: {exc}")
     for alert in report.alerts:
@@ -286,11 +301,11 @@ def run_tick(rt: TickRuntime, now: Any) -> TickReport:
     key = make_tick_key(rt.strategy, session, now_dt)
     try:
         if rt.ledger.tick_seen(key):
-            rt.ledger.audit("duplicate_tick", {"tick": key}, now_dt, run_id=rt.run_id)
+            rt.ledger.audit(DuplicateTickSkipped(key), now_dt, run_id=rt.run_id)
             report.status = "DUPLICATE_TICK"
             report.notes.append(f"tick {key} already ran: nothing sent again")
             return report
-        rt.ledger.audit("tick_started", {"tick": key, "mode": rt.mode}, now_dt, run_id=rt.run_id)
+        rt.ledger.audit(TickStarted(key, rt.mode), now_dt, run_id=rt.run_id)
         # A ledger file that was deleted, truncated or put back from an older copy opens ACTIVE: the
         # safety latch gives back its kill switch, HALTED state and drawdown peak first (G1).
         restored = rt.ledger.restore_from_latch(now_dt, run_id=rt.run_id)
@@ -422,13 +437,15 @@ def run_tick(rt: TickRuntime, now: Any) -> TickReport:
     )
     decision = rt.governor.check(intents, ctx)
     if decision.next_state is not state.state or decision.state_reason != state.reason:
-        rt.ledger.set_trading_state(decision.next_state, decision.state_reason, now_dt, run_id=rt.run_id)
+        rt.ledger.set_trading_state(
+            decision.next_state, decision.state_reason, now_dt, run_id=rt.run_id, cause=decision.breakers
+        )
     report.trading_state = str(decision.next_state)
     report.alerts.extend(decision.alerts)
     for d in decision.denials:
-        payload = {"reason": str(d.reason), "detail": d.detail, "qty": str(d.qty), "symbol": d.intent.symbol}
-        report.denials.append(payload)
-        rt.ledger.audit("denial", payload, now_dt, run_id=rt.run_id, client_order_id=d.intent.client_order_id)
+        denied = OrderDenied(str(d.reason), d.detail, d.qty, d.intent.symbol)
+        report.denials.append(denied.payload())
+        rt.ledger.audit(denied, now_dt, run_id=rt.run_id, client_order_id=d.intent.client_order_id)
 
     # 5. Idempotent submit: the intent is journaled before the broker hears of it.
     for intent in decision.approved:
@@ -473,7 +490,7 @@ def _submit(rt: TickRuntime, intent: OrderIntent, now: dt.datetime, report: Tick
     rt.checkpoint("after_intent")
     rt.ledger.set_order_status(cid, OrderStatus.SUBMITTED, now, run_id=rt.run_id)
     for attempt in range(1, rt.max_submit_attempts + 1):
-        rt.ledger.audit("submit_attempt", {"attempt": attempt}, now, run_id=rt.run_id, client_order_id=cid)
+        rt.ledger.audit(SubmitAttempted(attempt), now, run_id=rt.run_id, client_order_id=cid)
         try:
             result = rt.broker.submit(intent)
         except BrokerUnavailable as exc:  # the request may have left: treat as ambiguous, never resend blindly
@@ -481,16 +498,13 @@ def _submit(rt: TickRuntime, intent: OrderIntent, now: dt.datetime, report: Tick
             reason = str(exc)
         rt.checkpoint("after_submit")
         if result is not None and result.outcome in (SubmitOutcome.ACCEPTED, SubmitOutcome.DUPLICATE):
-            rt.ledger.audit(
-                "submit_outcome", {"outcome": str(result.outcome)}, now, run_id=rt.run_id, client_order_id=cid
-            )
+            rt.ledger.audit(OrderSubmitted(str(result.outcome)), now, run_id=rt.run_id, client_order_id=cid)
             if result.order is not None:
                 rt.ledger.set_order_status(cid, result.order.status, now, broker_order=result.order, run_id=rt.run_id)
             rt.checkpoint("after_ack")
             return True
         if result is not None and result.outcome is SubmitOutcome.REJECTED:
-            rt.ledger.audit("submit_outcome", {"outcome": "rejected", "reason": result.reason}, now,
-                            run_id=rt.run_id, client_order_id=cid)  # fmt: skip
+            rt.ledger.audit(OrderRejected(result.reason), now, run_id=rt.run_id, client_order_id=cid)
             if result.retryable and attempt < rt.max_submit_attempts:
                 rt.sleep(2.0**attempt)  # back off, then the SAME client id (A2)
                 continue
@@ -500,16 +514,15 @@ def _submit(rt: TickRuntime, intent: OrderIntent, now: dt.datetime, report: Tick
         # Ambiguous (timeout after send, 5xx, unknown code): never resend; look it up once (A1, A10).
         why = result.reason if result is not None else reason
         rt.ledger.set_order_status(cid, OrderStatus.UNKNOWN, now, run_id=rt.run_id)
-        rt.ledger.audit("ambiguous", {"reason": why}, now, run_id=rt.run_id, client_order_id=cid)
+        rt.ledger.audit(OrderOutcomeAmbiguous(why), now, run_id=rt.run_id, client_order_id=cid)
         try:
             found = rt.broker.get_order(cid)
         except BrokerUnavailable:
             found = None
-        rt.ledger.audit("reconcile_lookup", {"found": found is not None}, now, run_id=rt.run_id, client_order_id=cid)
+        rt.ledger.audit(OrderLookedUp(found is not None), now, run_id=rt.run_id, client_order_id=cid)
         if found is not None:
             rt.ledger.set_order_status(cid, found.status, now, broker_order=found, run_id=rt.run_id)
-            rt.ledger.audit("adopted", {"broker_order_id": found.broker_order_id}, now, run_id=rt.run_id,
-                            client_order_id=cid)  # fmt: skip
+            rt.ledger.audit(OrderAdopted(found.broker_order_id), now, run_id=rt.run_id, client_order_id=cid)
             return True
         report.notes.append(f"{cid}: outcome unknown ({why}); the next reconcile resolves it")
         return False
@@ -545,7 +558,9 @@ def skipped_busy(now: Any, mode: str, strategy: str) -> TickReport:
 
 def stop_trading(ledger: Ledger, reason: str, now: Any, run_id: str = "cli") -> None:
     """The kill switch: HALTED with a 'kill switch' reason; only cancels and reducing orders pass."""
-    ledger.set_trading_state(TradingState.HALTED, f"kill switch: {reason}", to_utc(now).to_pydatetime(), run_id=run_id)
+    fired = BreakerFired(Breaker.KILL_SWITCH, TradingState.HALTED, reason)
+    at = to_utc(now).to_pydatetime()
+    ledger.set_trading_state(TradingState.HALTED, f"kill switch: {reason}", at, run_id=run_id, cause=(fired,))
 
 
 def resume_trading(
@@ -576,9 +591,8 @@ def resume_trading(
     change = governor.resume(ctx, operator=operator)
     if change.next_state is change.previous_state:
         return change
-    payload = {"operator": operator, "reason": reason, "from": str(change.previous_state),
-               "to": str(change.next_state), "detail": change.detail}  # fmt: skip
-    ledger.audit("resume", payload, at)
+    resumed = TradingResumed(operator, reason, change.previous_state, change.next_state, change.detail)
+    ledger.audit(resumed, at)
     ledger.reset_peak(change.equity_peak, f"resume by {operator}", at)
     ledger.set_trading_state(change.next_state, str(change.state_reason), at)
     return change

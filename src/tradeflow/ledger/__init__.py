@@ -1,10 +1,10 @@
 """The SQLite (WAL) trading ledger: orders, fills, positions, cash, trading state, daily P&L, tick
 records and the append-only audit trail."""
 
+from tradeflow.domain.events import AuditKind
 from tradeflow.ledger.books import apply_fill, resolve_status
 from tradeflow.ledger.schema import (
     SCHEMA_VERSION,
-    AuditKind,
     AuditRow,
     DailyPnl,
     DecisionRecord,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any, NamedTuple
 
 from tradeflow.domain import OrderIntent, OrderStatus, Side, TradingState
@@ -172,34 +171,6 @@ TABLES = (
     "decisions",
     "audit",
 )
-
-
-class AuditKind(StrEnum):
-    """The audit kinds the trading path writes; `Ledger.audit` takes any string, these avoid typos."""
-
-    TICK_STARTED = "tick_started"
-    TICK_RECORDED = "tick_recorded"
-    INTENT = "intent"
-    SUBMIT_ATTEMPT = "submit_attempt"
-    SUBMIT_OUTCOME = "submit_outcome"
-    AMBIGUOUS = "ambiguous"
-    RECONCILE_LOOKUP = "reconcile_lookup"
-    ADOPTED = "adopted"
-    ORDER_STATUS = "order_status"
-    FILL = "fill"
-    DENIAL = "denial"
-    STATE_CHANGE = "state_change"
-    SESSION_STARTED = "session_started"
-    PEAK_RESET = "peak_reset"
-    DAILY_PNL = "daily_pnl"
-    DRIFT = "drift"
-    EXTERNAL_ADJUSTMENT = "external_adjustment"
-    ALERT = "alert"
-    DUPLICATE_TICK = "duplicate_tick"
-    RESUME = "resume"
-    STOP = "stop"
-    STATE_RESTORED = "state_restored"  # the ledger had lost its trading state; the safety latch put it back
-    OPERATOR_ADOPTED = "operator_adopted"  # `tradeflow adopt`: the broker's orders, fills and positions taken in
 
 
 # --- value codecs ---------------------------------------------------------------------------

@@ -25,12 +25,20 @@ import datetime as dt
 import json
 import math
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from tradeflow.domain import BrokerOrder, Execution, OrderIntent, OrderStatus, Position, Side, TradingState
+from tradeflow.domain.events import (
+    AuditEvent,
+    AuditKind,
+    OrderFilled,
+    OrderIntended,
+    StateRestored,
+    TradingStateChanged,
+)
 from tradeflow.errors import LedgerError
 from tradeflow.infra.sqlite import SqliteDb
 from tradeflow.ledger.books import (
@@ -49,7 +57,6 @@ from tradeflow.ledger.schema import (
     MIGRATIONS,
     ORDER_COLUMNS,
     TABLES,
-    AuditKind,
     AuditRow,
     DailyPnl,
     DecisionRecord,
@@ -121,13 +128,23 @@ class Ledger:
         )
         return int(cur.lastrowid or 0)
 
+    @classmethod
+    def _record(
+        cls,
+        c: sqlite3.Connection,
+        event: AuditEvent,
+        now: dt.datetime,
+        run_id: str | None,
+        client_order_id: str | None = None,
+    ) -> int:
+        return cls._audit(c, event.kind, to_json(event.payload()), now, run_id, client_order_id)
+
     # --- orders ---------------------------------------------------------------------------------
 
     def record_intent(self, intent: OrderIntent, now: dt.datetime, run_id: str | None) -> bool:
         """Write the intent before anything is sent (A4). False when the id is already known: the
         same tick run again computes the same ids and must not send them again (A7)."""
         at = ts_text(now)
-        payload = to_json({"intent": intent.__dict__})
         with self._db.write("record_intent") as c:
             cid = intent.client_order_id
             if c.execute("SELECT 1 FROM orders WHERE client_order_id = ?", (cid,)).fetchone():
@@ -143,7 +160,7 @@ class Ledger:
                  int(intent.reduce_only), status.value, None, dec_text(filled),
                  None if avg is None else dec_text(avg), run_id, at, at),
             )  # fmt: skip
-            self._audit(c, AuditKind.INTENT, payload, now, run_id, cid)
+            self._record(c, OrderIntended(intent), now, run_id, cid)
             return True
 
     def set_order_status(
@@ -247,12 +264,11 @@ class Ledger:
             position = fold_fill_into_position(c, e, ts, at)
             cash = fold_fill_into_cash(c, e, ts, at)
             status = fold_fill_into_order(c, e.client_order_id, at)
-            fill = {
-                "execution_id": e.execution_id, "symbol": e.symbol, "side": e.side, "qty": e.qty, "price": e.price,
-                "commission": e.commission, "ts": ts, "position_qty": position.qty,
-                "position_avg_price": position.avg_price, "cash": cash, "order_status": status,
-            }  # fmt: skip
-            self._audit(c, AuditKind.FILL, to_json(fill), now, run_id, e.client_order_id)
+            fill = OrderFilled(
+                e.execution_id, e.symbol, e.side, e.qty, e.price, e.commission, e.timestamp,
+                position.qty, position.avg_price, cash, status,
+            )  # fmt: skip
+            self._record(c, fill, now, run_id, e.client_order_id)
             return True
 
     def fills(self, client_order_id: str | None = None) -> list[Execution]:
@@ -368,9 +384,20 @@ class Ledger:
             effective, _ = self._effective(self._db_state(c))
         return TradingStateRecord(effective.state, effective.reason, effective.since)
 
-    def set_trading_state(self, state: TradingState, reason: str, now: dt.datetime, run_id: str | None = None) -> bool:
+    def set_trading_state(
+        self,
+        state: TradingState,
+        reason: str,
+        now: dt.datetime,
+        run_id: str | None = None,
+        cause: Sequence[AuditEvent] = (),
+    ) -> bool:
         """Persist the governor's state (E2/E3 survive a restart; G1 the loss of this file). False, and
-        no audit row, when nothing changes; `since` moves only when the state itself changes."""
+        no audit row, when nothing changes; `since` moves only when the state itself changes.
+
+        `cause`: the events that set it (the breakers that fired), recorded before the
+        TradingStateChanged row in the same transaction, so the trail never names a breaker for a
+        change that was not made."""
         at = ts_text(now)
         with self._db.write("set_trading_state") as c:
             db = self._db_state(c)
@@ -383,8 +410,9 @@ class Ledger:
                 "UPDATE trading_state SET state = ?, reason = ?, since = ? WHERE id = 1",
                 (state.value, reason, ts_text(since) if since else None),
             )
-            payload = to_json({"from": current.state, "to": state, "reason": reason})
-            self._audit(c, AuditKind.STATE_CHANGE, payload, now, run_id)
+            for event in cause:
+                self._record(c, event, now, run_id)
+            self._record(c, TradingStateChanged(current.state, state, reason), now, run_id)
             self._mirror(c, state=state, reason=reason, since=since)
             return True
 
@@ -407,14 +435,14 @@ class Ledger:
                 )
             if lost_peak:
                 c.execute("UPDATE trading_state SET peak_equity = ? WHERE id = 1", (dec_text(latch.peak_equity),))  # type: ignore[arg-type]
-            what = {
-                "from": db.state,
-                "to": latch.state if lost_state else db.state,
-                "reason": latch.reason if lost_state else db.reason,
-                "peak_equity": latch.peak_equity if lost_peak else None,
-                "latch": str(self.latch.path),
-            }
-            self._audit(c, AuditKind.STATE_RESTORED, to_json(what), now, run_id)
+            what = StateRestored(
+                previous=db.state,
+                state=latch.state if lost_state else db.state,
+                reason=latch.reason if lost_state else db.reason,
+                peak_equity=latch.peak_equity if lost_peak else None,
+                latch=str(self.latch.path),
+            )
+            self._record(c, what, now, run_id)
         parts = [f"trading state {latch.state} ({latch.reason})"] if lost_state else []
         parts += [f"equity peak {latch.peak_equity}"] if lost_peak else []
         return f"the ledger had lost its {' and '.join(parts)}: restored from the safety latch {self.latch.path}"
@@ -614,16 +642,17 @@ class Ledger:
 
     def audit(
         self,
-        kind: str,
-        payload: Mapping[str, Any],
+        event: AuditEvent,
         now: dt.datetime,
         run_id: str | None = None,
         client_order_id: str | None = None,
     ) -> int:
-        """Append one audit row and return its id."""
-        body = to_json(dict(payload))
+        """Append one typed event (domain.events) as an audit row and return its id. Only events:
+        a free-string kind would be a kind no reader of the log knows about."""
+        if not isinstance(event, AuditEvent):
+            raise TypeError(f"Ledger.audit takes a domain.events event, not {type(event).__name__}")
         with self._db.write("audit") as c:
-            return self._audit(c, kind, body, now, run_id, client_order_id)
+            return self._record(c, event, now, run_id, client_order_id)
 
     def audit_rows(self, since_id: int = 0) -> list[AuditRow]:
         """Audit rows with id > since_id, in the order they were written."""

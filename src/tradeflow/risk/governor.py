@@ -38,6 +38,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from tradeflow.domain import OrderIntent, TradingState
+from tradeflow.domain.events import Breaker, BreakerFired
 from tradeflow.risk.limits import RiskLimits
 
 _ZERO = Decimal(0)
@@ -120,6 +121,9 @@ class RiskDecision:
     state_session: dt.date | None
     equity_peak: Decimal
     alerts: list[str]
+    # The breakers that escalated the state in this decision, named, for the audit log (the tick
+    # records them with the state change they caused).
+    breakers: tuple[BreakerFired, ...] = ()
     # State, reason or session differ from the context's: an audit row. A new session's daily-loss stop
     # can leave REDUCING as it was and still change the session it belongs to.
     state_changed: bool = False
@@ -145,10 +149,12 @@ class _State:
     reason: str
     session: dt.date | None
     alerts: list[str] = field(default_factory=list)
+    fired: list[BreakerFired] = field(default_factory=list)
 
     def escalate(self, to: TradingState, reason: StateReason, session: dt.date, detail: str) -> None:
         if _SEVERITY[to] > _SEVERITY[self.state]:
             self.alerts.append(f"trading state {self.state} -> {to}: {detail}")
+            self.fired.append(BreakerFired(Breaker(reason.value), to, detail))
             self.state, self.reason, self.session = to, reason, session
 
 
@@ -274,6 +280,7 @@ class RiskGovernor:
             state_session=st.session,
             equity_peak=max(ctx.equity_peak, equity),
             alerts=st.alerts,
+            breakers=tuple(st.fired),
             state_changed=(st.state, st.reason, st.session) != (ctx.trading_state, ctx.state_reason, ctx.state_session),
         )
 
