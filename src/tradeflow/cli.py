@@ -440,17 +440,8 @@ def backtest(
         )
         equity = replayed.equity
         metrics = to_jsonable(replayed.metrics(float(feats.market().close[-1])))
-        # The tick's governor reports its breakers as alerts on the tick that saw them fire.
-        breakers = [
-            {
-                "session": r.session,
-                "breaker": "drawdown" if any("drawdown" in a for a in r.alerts) else "governor",
-                "state": r.trading_state,
-                "detail": "; ".join(r.alerts),
-            }
-            for r in replayed.reports
-            if r.alerts and r.trading_state in ("HALTED", "REDUCING")
-        ][:1]
+        # The breakers the tick's governor fired, on the tick that saw them fire.
+        breakers = [{"session": r.session, **b} for r in replayed.reports for b in r.breakers]
     else:
         result = run_backtest(strat, feats, config.cost, config.capital, start, end, limits=settings.risk, rules=rules)
         equity = result.equity

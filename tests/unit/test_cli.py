@@ -449,3 +449,21 @@ def test_backtest_engines_vector_and_replay_agree_from_the_cli(capsys, real_data
         assert set(results[engine]) >= METRIC_KEYS
     assert abs(results["vector"]["total_return"] - results["replay"]["total_return"]) < 0.001
     assert results["vector"]["trades"] == results["replay"]["trades"]
+
+
+def test_backtest_replay_json_reports_the_breaker_the_ticks_governor_fired(capsys, real_data, data_dir, monkeypatch):
+    """The replay's ticks run the real governor: its drawdown breaker is reported from the tick that
+    fired it. The tick marks equity at the open, the vector engine at the close, so the two fire
+    within a session or two of each other (vector: the close of 2008-09-17; replay: the 09-16 open)."""
+    from tradeflow.config import get_settings
+
+    monkeypatch.setenv("TRADEFLOW_RISK__MAX_DRAWDOWN", "0.2")
+    get_settings.cache_clear()
+    code, out, err = run(
+        capsys, "backtest", "--strategy", "sma", "--source", "csv", "--path", str(real_data),
+        "--start", "2007-01-03", "--end", "2010-12-31", "--engine", "replay", "--json",
+    )  # fmt: skip
+    assert code == EXIT_OK, err
+    [breaker] = json.loads(out)["breakers"]
+    assert (breaker["breaker"], breaker["state"]) == ("drawdown", "HALTED")
+    assert "2008-09-12" <= breaker["session"] <= "2008-09-19"

@@ -150,6 +150,7 @@ class TickReport:
     strategy: str = ""
     target_weight: float | None = None  # of the one traded symbol (None for a universe: see targets)
     targets: dict[str, float] = field(default_factory=dict)  # target weight per instrument
+    breakers: list[dict[str, str]] = field(default_factory=list)  # breakers the governor fired this tick
     orders_sent: list[str] = field(default_factory=list)
     denials: list[dict[str, Any]] = field(default_factory=list)
     positions: dict[str, str] = field(default_factory=dict)
@@ -441,6 +442,7 @@ def run_tick(rt: TickRuntime, now: Any) -> TickReport:
             decision.next_state, decision.state_reason, now_dt, run_id=rt.run_id, cause=decision.breakers
         )
     report.trading_state = str(decision.next_state)
+    report.breakers = [{k: str(v) for k, v in b.payload().items()} for b in decision.breakers]
     report.alerts.extend(decision.alerts)
     for d in decision.denials:
         denied = OrderDenied(str(d.reason), d.detail, d.qty, d.intent.symbol)
