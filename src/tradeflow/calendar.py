@@ -1,7 +1,9 @@
-"""The NYSE calendar (exchange_calendars "XNYS"), tz-aware throughout.
+"""Calendars per instrument, tz-aware throughout: the NYSE ("XNYS", exchange_calendars) and the 24/7
+crypto calendar (every UTC day a session, daily bars stamped 00:00 UTC). `calendar_for(symbol)` says
+which one a symbol trades on.
 
-Sessions are tz-naive dates (exchange_calendars' session labels); instants are tz-aware UTC
-Timestamps. A naive instant is refused: exchange_calendars would silently read it as UTC, and a
+Sessions are tz-naive dates (exchange_calendars' session labels; UTC dates for crypto); instants are
+tz-aware UTC Timestamps. A naive instant is refused: exchange_calendars would silently read it as UTC, and a
 New York wall-clock time read as UTC is five hours wrong.
 """
 
@@ -9,14 +11,16 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any, overload
+from typing import Any, Protocol, overload
 
 import exchange_calendars as xcals
 import pandas as pd
 
+from tradeflow.domain.instruments import CalendarName
 from tradeflow.errors import InputError
 
 NEW_YORK = "America/New_York"
@@ -119,6 +123,8 @@ def parse_date_option(option: str, value: str | None) -> pd.Timestamp | None:
 
 class MarketCalendar:
     """NYSE sessions, opening hours (early closes and special closures included) and their arithmetic."""
+
+    name = CalendarName.XNYS
 
     def __init__(self, start: DateLike = CALENDAR_START, end: DateLike = CALENDAR_END) -> None:
         self._cal: Any = xcals.get_calendar("XNYS", start=to_session(start), end=to_session(end))
@@ -230,6 +236,156 @@ class MarketCalendar:
         days = pd.bdate_range(to_session(start), to_session(end))
         sessions = self.sessions(start, end)
         return [d for d in days if d not in sessions]
+
+
+class TradingCalendar(Protocol):
+    """What the gate, ingest and the CLI ask of a calendar: MarketCalendar (XNYS) and AlwaysCalendar."""
+
+    @property
+    def name(self) -> CalendarName: ...
+    @property
+    def first_session(self) -> pd.Timestamp: ...
+    @property
+    def last_session(self) -> pd.Timestamp: ...
+    def sessions(self, start: DateLike, end: DateLike) -> pd.DatetimeIndex: ...
+    def is_session(self, day: DateLike) -> bool: ...
+    def session_times(self, start: DateLike, end: DateLike) -> list[SessionTimes]: ...
+    def status(self, now: DateLike) -> MarketStatus: ...
+    def last_completed_session(self, now: DateLike) -> pd.Timestamp: ...
+    def previous_session(self, day: DateLike) -> pd.Timestamp: ...
+    def next_session(self, day: DateLike) -> pd.Timestamp: ...
+    def check_covered(self, start: DateLike, end: DateLike) -> None: ...
+    def holidays(self, start: DateLike, end: DateLike) -> list[pd.Timestamp]: ...
+
+
+def _utc_day(value: DateLike) -> pd.Timestamp:
+    """The UTC calendar day of a date-like value, as a tz-naive midnight label.
+
+    Unlike to_session, an aware instant is read in UTC, not New York: a crypto day runs 00:00-24:00 UTC.
+    """
+    try:
+        ts = pd.Timestamp(value)
+        if ts is pd.NaT:
+            raise ValueError("NaT")
+        if ts.tzinfo is not None:
+            ts = ts.tz_convert("UTC").tz_localize(None)
+        return ts.normalize().as_unit("ns")
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InputError(f"not a date: {value!r}") from exc
+
+
+class AlwaysCalendar:
+    """Crypto's calendar: every UTC day is a session from 00:00 to 24:00 UTC, with no holidays.
+
+    The daily bar of day D is stamped D 00:00 UTC and is final at D+1 00:00 UTC, so the last completed
+    session at `now` is the UTC day before now's. The bounds match MarketCalendar's, so a range the
+    NYSE calendar refuses is refused here too.
+    """
+
+    name = CalendarName.ALWAYS
+
+    def __init__(self, start: DateLike = CALENDAR_START, end: DateLike = CALENDAR_END) -> None:
+        self._first, self._last = _utc_day(start), _utc_day(end)
+
+    @property
+    def first_session(self) -> pd.Timestamp:
+        return self._first
+
+    @property
+    def last_session(self) -> pd.Timestamp:
+        return self._last
+
+    def _clip(self, day: pd.Timestamp) -> pd.Timestamp:
+        if day < self._first or day > self._last:
+            raise InputError(f"{day.date()} is outside the calendar ({self._first.date()} .. {self._last.date()})")
+        return day
+
+    def sessions(self, start: DateLike, end: DateLike) -> pd.DatetimeIndex:
+        lo, hi = max(_utc_day(start), self._first), min(_utc_day(end), self._last)
+        if hi < lo:
+            return pd.DatetimeIndex([], dtype="datetime64[ns]")
+        return pd.date_range(lo, hi, freq="D").as_unit("ns")
+
+    def is_session(self, day: DateLike) -> bool:
+        self._clip(_utc_day(day))
+        return True
+
+    def session_open(self, session: DateLike) -> pd.Timestamp:
+        return self._clip(_utc_day(session)).tz_localize("UTC")
+
+    def session_close(self, session: DateLike) -> pd.Timestamp:
+        return self.session_open(session) + pd.Timedelta(days=1)
+
+    def is_early_close(self, session: DateLike) -> bool:
+        return False
+
+    def session_times(self, start: DateLike, end: DateLike) -> list[SessionTimes]:
+        return [SessionTimes(s, self.session_open(s), self.session_close(s), False) for s in self.sessions(start, end)]
+
+    def status(self, now: DateLike) -> MarketStatus:
+        ts = to_utc(now)
+        day = self._clip(_utc_day(ts))
+        return MarketStatus(ts, MarketState.OPEN, day, "crypto trades every day, around the clock")
+
+    def is_open(self, now: DateLike) -> bool:
+        return self.status(now).is_open
+
+    def last_completed_session(self, now: DateLike) -> pd.Timestamp:
+        """The UTC day before `now`'s: today's bar is still forming until 00:00 UTC tomorrow."""
+        return self.previous_session(_utc_day(to_utc(now)))
+
+    def previous_session(self, day: DateLike) -> pd.Timestamp:
+        return self._clip(_utc_day(day)) - pd.Timedelta(days=1)
+
+    def next_session(self, day: DateLike) -> pd.Timestamp:
+        return self._clip(_utc_day(day)) + pd.Timedelta(days=1)
+
+    def check_covered(self, start: DateLike, end: DateLike) -> None:
+        lo, hi = _utc_day(start), _utc_day(end)
+        if lo < self._first or hi > self._last:
+            raise InputError(
+                f"the 24/7 calendar covers {self._first.date()} .. {self._last.date()}; "
+                f"{lo.date()} .. {hi.date()} reaches outside it"
+            )
+
+    def holidays(self, start: DateLike, end: DateLike) -> list[pd.Timestamp]:
+        return []  # crypto never closes
+
+
+def is_crypto_symbol(symbol: str) -> bool:
+    """Crypto pairs are written BASE/QUOTE (BTC/USD, ETH/USD), Alpaca's spelling; no equity has a '/'."""
+    return "/" in symbol
+
+
+def calendar_name_for(symbol: str) -> CalendarName:
+    return CalendarName.ALWAYS if is_crypto_symbol(symbol) else CalendarName.XNYS
+
+
+@lru_cache(maxsize=1)
+def always_calendar() -> AlwaysCalendar:
+    return AlwaysCalendar()
+
+
+def calendar_for(symbol: str) -> TradingCalendar:
+    """The calendar `symbol` trades on: the 24/7 one for crypto pairs, the NYSE for everything else."""
+    if calendar_name_for(symbol) is CalendarName.ALWAYS:
+        return always_calendar()
+    return default_calendar()
+
+
+def calendar_for_symbols(symbols: Iterable[str], default: TradingCalendar | None = None) -> TradingCalendar:
+    """The one calendar a set of symbols shares (`default` stands for the NYSE one); a mix of crypto
+    and equities has none: their last completed sessions differ, so they are ingested separately."""
+    names = {calendar_name_for(s) for s in symbols}
+    if names == {CalendarName.ALWAYS}:
+        return always_calendar()
+    if CalendarName.ALWAYS in names:
+        crypto = sorted(s for s in symbols if is_crypto_symbol(s))
+        raise InputError(
+            f"crypto ({', '.join(crypto)}) trades on a 24/7 calendar and equities on the NYSE's: "
+            "give them in separate commands"
+        )
+    return default if default is not None else default_calendar()
 
 
 @lru_cache(maxsize=1)

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from tradeflow import __version__
 from tradeflow.calendar import default_calendar, parse_date_option, to_utc
 from tradeflow.config import Settings, get_settings
+from tradeflow.domain.instruments import CalendarName
 from tradeflow.errors import ConfigError, DataQualityError, InputError, TradeflowError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_GATE = 0, 1, 2, 3
@@ -192,10 +193,17 @@ def validate(
 def calendar(
     start: Annotated[str, typer.Option(help="First day (YYYY-MM-DD).")],
     end: Annotated[str, typer.Option(help="Last day (YYYY-MM-DD).")],
+    symbol: Annotated[
+        str | None, typer.Option(help="Use this symbol's calendar: BTC/USD trades every day (default: NYSE).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """NYSE sessions in a range with open/close times (UTC), early closes and closed weekdays."""
-    cal = default_calendar()
+    """Sessions in a range with open/close times (UTC), early closes and closed weekdays: the NYSE's,
+    or the 24/7 calendar of a crypto --symbol."""
+    from tradeflow.calendar import calendar_for
+    from tradeflow.data.bars import check_symbol
+
+    cal = calendar_for(check_symbol(symbol)) if symbol else default_calendar()
     lo, hi = parse_date_option("--start", start), parse_date_option("--end", end)
     if hi < lo:
         raise TradeflowError(f"--end {hi.date()} is before --start {lo.date()}")
@@ -205,6 +213,7 @@ def calendar(
     if as_json:
         _emit(
             {
+                "calendar": str(cal.name),
                 "sessions": [
                     {
                         "session": str(s.session.date()),
@@ -218,7 +227,8 @@ def calendar(
             }
         )
         return
-    typer.echo(f"NYSE {lo.date()} .. {hi.date()}: {len(sessions)} sessions (times in UTC)")
+    label = "NYSE" if cal.name is CalendarName.XNYS else f"{cal.name} ({symbol})"
+    typer.echo(f"{label} {lo.date()} .. {hi.date()}: {len(sessions)} sessions (times in UTC)")
     for s in sessions:
         flag = "  early close" if s.early_close else ""
         typer.echo(f"  {s.session.date()}  {s.open:%H:%M} - {s.close:%H:%M}{flag}")

@@ -46,7 +46,8 @@ _ALIASES: Mapping[str, str] = {
     "symbol": "symbol",
     "ticker": "symbol",
 }
-_SYMBOL_RE = re.compile(r"^\^?[A-Z0-9][A-Z0-9.\-=]{0,14}$")
+# A ticker (SPY, BRK.B, ^VIX, ES=F) or a crypto pair BASE/QUOTE (BTC/USD): one '/', between two codes.
+_SYMBOL_RE = re.compile(r"^(\^?[A-Z0-9][A-Z0-9.\-=]{0,14}|[A-Z0-9]{1,10}/[A-Z0-9]{1,10})$")
 
 
 def check_symbol(symbol: str) -> str:
