@@ -373,6 +373,11 @@ def calendar_for(symbol: str) -> TradingCalendar:
     return default_calendar()
 
 
+def resolve_calendar(symbol: str, nyse: TradingCalendar) -> TradingCalendar:
+    """calendar_for with an injected NYSE calendar (tests and callers pass their own bounds)."""
+    return always_calendar() if is_crypto_symbol(symbol) else nyse
+
+
 def calendar_for_symbols(symbols: Iterable[str], default: TradingCalendar | None = None) -> TradingCalendar:
     """The one calendar a set of symbols shares (`default` stands for the NYSE one); a mix of crypto
     and equities has none: their last completed sessions differ, so they are ingested separately."""

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from tradeflow.calendar import MarketCalendar, default_calendar, to_session, to_utc
+from tradeflow.calendar import MarketCalendar, TradingCalendar, calendar_for_symbols, default_calendar, to_session, to_utc
 from tradeflow.config import Settings
 from tradeflow.data.bars import concat_bars, empty_bars, parse_symbols, sort_bars
 from tradeflow.data.quality import GateContext, raise_for_report, run_gate
@@ -156,9 +156,10 @@ class IngestResult:
 
 
 def _expected_last_session(
-    request: IngestRequest, source: BarSource, calendar: MarketCalendar, now: pd.Timestamp
+    request: IngestRequest, source: BarSource, calendar: TradingCalendar, now: pd.Timestamp
 ) -> pd.Timestamp:
-    """The newest session whose bar is final and which the request and the source cover."""
+    """The newest session whose bar is final and which the request and the source cover, in the
+    calendar of the request's symbols (the previous UTC day for crypto, the last NYSE close else)."""
     last = calendar.last_completed_session(now)
     if request.end is not None:
         end = to_session(request.end)
@@ -181,9 +182,12 @@ def plan_ingest(
     request: IngestRequest, settings: Settings, now: Any, calendar: MarketCalendar | None = None
 ) -> IngestPlan:
     """Decide, per symbol, which sessions to fetch; reads only the manifest."""
-    cal = calendar or default_calendar()
+    nyse = calendar or default_calendar()
+    # Sources keep the NYSE calendar (placeholder rows on NYSE holidays); the plan counts sessions in
+    # the calendar the symbols trade on.
+    cal = calendar_for_symbols(request.symbols, nyse)
     now_ts = to_utc(now)
-    source = _source(request, settings, cal)
+    source = _source(request, settings, nyse)
     as_of = _expected_last_session(request, source, cal, now_ts)
     requested = to_session(request.start) if request.start else None
     if requested is not None and requested > as_of:
@@ -279,7 +283,7 @@ def check_bars(
     plan: IngestPlan, fetched: dict[str, pd.DataFrame], settings: Settings, calendar: MarketCalendar | None = None
 ) -> GateResult:
     """Run the quality gate on stored + new bars and write the report under data/reports/quality/."""
-    cal = calendar or default_calendar()
+    cal = calendar_for_symbols(plan.request.symbols, calendar or default_calendar())
     store = _store(settings)
     frame, overlap, new_rows, notes, origins = _candidate(plan, fetched, store)
     reports = settings.reports_dir / "quality"
@@ -339,9 +343,10 @@ def ingest_missing(
     """
     if request.start is not None:
         raise ValueError("ingest_missing extends snapshots forward; a window's start is a cut, not an ingest")
-    cal = calendar or default_calendar()
+    nyse = calendar or default_calendar()
     now_ts = to_utc(now)
-    as_of = _expected_last_session(request, _source(request, settings, cal), cal, now_ts)
+    cal = calendar_for_symbols(request.symbols, nyse)
+    as_of = _expected_last_session(request, _source(request, settings, nyse), cal, now_ts)
     store = _store(settings)
     lagging = []
     for symbol in request.symbols:
@@ -350,7 +355,7 @@ def ingest_missing(
             lagging.append(symbol)
     if not lagging:
         return None
-    return ingest(replace(request, symbols=tuple(lagging)), settings, now_ts, cal)
+    return ingest(replace(request, symbols=tuple(lagging)), settings, now_ts, nyse)
 
 
 def ingest(

@@ -3,7 +3,7 @@
 1. schema (pandera): types, nulls, infinities, price/volume ranges, OHLC algebra, uniqueness, order,
    strict columns;
 2. statistics (Great Expectations): return outliers, stale closes, volume sanity, row counts;
-3. checks (pandas): NYSE completeness, freshness, split-like jumps, overlap with the stored snapshot.
+3. checks (pandas): completeness on each symbol's calendar (NYSE, or 24/7 for crypto), freshness, split-like jumps, overlap with the stored snapshot.
 
 Every layer runs on every call, so one report lists every fault; a layer that crashes becomes a
 failure (fail closed). Failures excused by the known-events allow-list move to `report.allowed`.
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tradeflow.calendar import MarketCalendar, to_session
+from tradeflow.calendar import TradingCalendar, to_session
 from tradeflow.config import QualitySettings
 from tradeflow.data.bars import frame_digest
 from tradeflow.data.quality import gx_layer
@@ -73,7 +73,7 @@ class GateContext:
     min_rows: rows required per symbol; symbols: symbols that must be present (zero rows fails).
     """
 
-    calendar: MarketCalendar
+    calendar: TradingCalendar  # the NYSE's for equities; crypto symbols are judged by the 24/7 one
     as_of: pd.Timestamp | None = None
     stored: pd.DataFrame | None = None
     settings: QualitySettings = field(default_factory=QualitySettings)

@@ -1,8 +1,9 @@
 """Layer 3 of the gate: our own checks, pure pandas/numpy, over all symbols at once.
 
-- completeness against NYSE sessions between each symbol's first and last bar (and rows on days
-  that are not sessions);
-- freshness: each symbol's newest bar must be the expected session;
+- completeness against the symbol's own calendar (calendar_for: NYSE sessions for equities and
+  indexes, every UTC day for crypto) between its first and last bar, and rows on days that are not
+  sessions;
+- freshness: each symbol's newest bar must be the expected session (counted in its calendar);
 - per-symbol minimum row count (a symbol that returned nothing is a failure, not an absence);
 - split-like jumps in close, and split-like breaks in the adj_close/close ratio;
 - overlap consistency with the stored snapshot (close only: dividends legitimately rewrite adj_close).
@@ -13,15 +14,16 @@ those faults, this layer must still report what it can judge rather than crash.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from tradeflow.calendar import MarketCalendar
+from tradeflow.calendar import TradingCalendar, is_crypto_symbol, resolve_calendar
 from tradeflow.data.bars import is_index_symbol
 from tradeflow.data.quality.report import Failure, LayerOutcome
+from tradeflow.domain.instruments import CalendarName
 
 # Ratios an unadjusted split or reverse split produces (2:1, 3:1, 4:1, 10:1 and their inverses).
 # Close ratios an unadjusted split produces: a 2:1 split halves the price (ratio 1/2), a 1:10 reverse
@@ -78,8 +80,17 @@ def symbol_starts(ordered: pd.DataFrame) -> np.ndarray[Any, np.dtype[np.bool_]]:
 
 def is_index_rows(ordered: pd.DataFrame) -> np.ndarray[Any, np.dtype[np.bool_]]:
     """True on rows of index symbols (data.bars.is_index_symbol, vectorized per symbol)."""
+    return _rows_where(ordered, is_index_symbol)
+
+
+def is_crypto_rows(ordered: pd.DataFrame) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    """True on rows of crypto pairs (calendar.is_crypto_symbol, vectorized per symbol)."""
+    return _rows_where(ordered, is_crypto_symbol)
+
+
+def _rows_where(ordered: pd.DataFrame, rule: Callable[[str], bool]) -> np.ndarray[Any, np.dtype[np.bool_]]:
     codes, names = pd.factorize(ordered["symbol"])
-    flags = np.array([is_index_symbol(str(n)) for n in names], dtype=bool)
+    flags = np.array([rule(str(n)) for n in names], dtype=bool)
     return flags[codes] if len(codes) else np.zeros(0, dtype=bool)
 
 
@@ -101,41 +112,47 @@ def check_min_rows(ordered: pd.DataFrame, symbols: Sequence[str], min_rows: int)
     return out
 
 
-def check_completeness(ordered: pd.DataFrame, calendar: MarketCalendar) -> LayerOutcome:
-    """Name every NYSE session missing between a symbol's first and last bar, and every non-session row."""
+def check_completeness(ordered: pd.DataFrame, calendar: TradingCalendar) -> LayerOutcome:
+    """Name every session missing between a symbol's first and last bar, and every non-session row,
+    each symbol judged by its own calendar (`calendar` for NYSE symbols; crypto by the 24/7 one)."""
     out = LayerOutcome()
     if ordered.empty:
         return out
     dates = ordered["session"].to_numpy(dtype="datetime64[ns]")
-    cal = calendar.sessions(pd.Timestamp(dates.min()), pd.Timestamp(dates.max())).to_numpy(dtype="datetime64[ns]")
-    lo_bound, hi_bound = calendar.first_session.to_datetime64(), calendar.last_session.to_datetime64()
+    lo, hi = pd.Timestamp(dates.min()), pd.Timestamp(dates.max())
+    session_arrays: dict[str, np.ndarray[Any, np.dtype[np.datetime64]]] = {}
     for sym, s, e in _symbol_ranges(ordered):
+        cal = resolve_calendar(sym, calendar)
+        label = "NYSE" if cal.name is CalendarName.XNYS else str(cal.name)
+        if cal.name not in session_arrays:
+            session_arrays[cal.name] = cal.sessions(lo, hi).to_numpy(dtype="datetime64[ns]")
+        sessions = session_arrays[cal.name]
+        lo_bound, hi_bound = cal.first_session.to_datetime64(), cal.last_session.to_datetime64()
         present = np.unique(dates[s:e])
         outside = (present < lo_bound) | (present > hi_bound)
         if outside.any():
             out.notes.append(
                 f"{sym}: {int(outside.sum())} bar(s) outside the calendar's range "
-                f"{_iso(lo_bound)}..{_iso(hi_bound)} were not checked against NYSE sessions"
+                f"{_iso(lo_bound)}..{_iso(hi_bound)} were not checked against {label} sessions"
             )
             present = present[~outside]
         if not len(present):
             continue
-        expected = cal[np.searchsorted(cal, present[0]) : np.searchsorted(cal, present[-1], side="right")]
+        expected = sessions[np.searchsorted(sessions, present[0]) : np.searchsorted(sessions, present[-1], side="right")]
         if np.array_equal(expected, present):  # the common case, without set operations
             continue
         for day in np.setdiff1d(expected, present, assume_unique=True):
             out.failures.append(
-                Failure("missing_session", "calendar", sym, _iso(day), "NYSE session with no bar", None)
+                Failure("missing_session", "calendar", sym, _iso(day), f"{label} session with no bar", None)
             )
-        for day in present[~np.isin(present, cal)]:
-            out.failures.append(
-                Failure("non_session_row", "calendar", sym, _iso(day), "bar on a day that is not an NYSE session", None)
-            )
+        for day in present[~np.isin(present, sessions)]:
+            detail = f"bar on a day that is not a {label} session"
+            out.failures.append(Failure("non_session_row", "calendar", sym, _iso(day), detail, None))
     return out
 
 
 def check_freshness(
-    ordered: pd.DataFrame, symbols: Sequence[str], as_of: pd.Timestamp, calendar: MarketCalendar
+    ordered: pd.DataFrame, symbols: Sequence[str], as_of: pd.Timestamp, calendar: TradingCalendar
 ) -> list[Failure]:
     """Each symbol's newest bar must be `as_of`: older is stale, newer is a bar from the future."""
     target = as_of.normalize()
@@ -151,7 +168,7 @@ def check_freshness(
             continue
         newest = pd.Timestamp(newest)
         if newest < target:
-            behind = max(len(calendar.sessions(newest, target)) - 1, 0)
+            behind = max(len(resolve_calendar(sym, calendar).sessions(newest, target)) - 1, 0)
             detail = f"last bar {_iso(newest)}, expected {_iso(target)} ({behind} session(s) behind)"
             out.append(Failure("stale", "calendar", sym, _iso(newest), detail, float(behind)))
         elif newest > target:
@@ -188,13 +205,14 @@ def _step_ratio(values: FloatArray, first: np.ndarray[Any, np.dtype[np.bool_]]) 
 
 
 def check_split_jumps(ordered: pd.DataFrame, tolerance: float) -> list[Failure]:
-    """Close-to-close ratios near a split factor (indexes never split, so they are skipped)."""
+    """Close-to-close ratios near a split factor (indexes and crypto never split, so they are skipped:
+    a crypto pair halving in a day is a crash the return expectations judge, not a split)."""
     if ordered.empty:
         return []
     first = symbol_starts(ordered)
     close = _num(ordered, "close")
     ratio = _step_ratio(close, first)
-    equity = ~is_index_rows(ordered)
+    equity = ~is_index_rows(ordered) & ~is_crypto_rows(ordered)
     hit, labels = _split_like(ratio, tolerance)
     out = []
     sym, ses = ordered["symbol"].to_numpy(dtype=object), ordered["session"].to_numpy()
@@ -258,7 +276,7 @@ def check_overlap(ordered: pd.DataFrame, stored: pd.DataFrame, tolerance: float)
 def run_checks(
     frame: pd.DataFrame,
     *,
-    calendar: MarketCalendar,
+    calendar: TradingCalendar,
     as_of: pd.Timestamp | None,
     stored: pd.DataFrame | None,
     symbols: Sequence[str],

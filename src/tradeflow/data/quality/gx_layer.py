@@ -5,7 +5,8 @@ seconds, and most callers (the CLI's other commands, unit tests of other layers)
 
 GX validates a derived statistics frame, one row per bar (log return within the symbol, runs of
 identical closes and of zero volume, volume relative to the symbol's median), so one GX run covers
-every symbol of an asset class. Suites are versioned JSON in expectations/ (one per asset class),
+every symbol of an asset class (equity, index, crypto). Suites are versioned JSON in expectations/
+(one per asset class),
 loaded into an ephemeral context that is built once per process and reused (ECOSYSTEM §2 B).
 Severity decides: critical expectations produce failures, warnings produce notes.
 """
@@ -26,13 +27,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tradeflow.calendar import is_crypto_symbol
 from tradeflow.data.bars import is_index_symbol
-from tradeflow.data.quality.checks import FloatArray, is_index_rows, ordered_bars, symbol_starts
+from tradeflow.data.quality.checks import FloatArray, is_crypto_rows, is_index_rows, ordered_bars, symbol_starts
 from tradeflow.data.quality.report import LAYER_FAILURES_PER_CHECK, Failure, LayerOutcome
 
 log = logging.getLogger("tradeflow.data.quality")
 
-SUITE_FILES: Mapping[str, str] = {"equity": "daily_bars_equity.json", "index": "daily_bars_index.json"}
+SUITE_FILES: Mapping[str, str] = {
+    "equity": "daily_bars_equity.json",
+    "index": "daily_bars_index.json",
+    "crypto": "daily_bars_crypto.json",
+}
 ROW_ID_COLUMNS = ["symbol", "session"]
 # SUMMARY: the exact count of unexpected rows, and the first LAYER_FAILURES_PER_CHECK of them named
 # by (symbol, session) rather than by a meaningless position. COMPLETE listed every row, which a
@@ -83,7 +89,7 @@ def statistics_frame(frame: pd.DataFrame) -> pd.DataFrame:
         {
             "symbol": bars["symbol"].astype("str") if n else pd.Series([], dtype="str"),
             "session": bars["session"].astype("datetime64[ns]") if n else pd.Series([], dtype="datetime64[ns]"),
-            "is_index": index,
+            "kind": np.where(index, "index", np.where(is_crypto_rows(bars), "crypto", "equity")).astype(object),
             "log_return": log_return,
             "close_repeat_run": repeat,
             "volume": volume,
@@ -91,6 +97,13 @@ def statistics_frame(frame: pd.DataFrame) -> pd.DataFrame:
             "zero_volume_run": zero_run.astype(np.int64),
         }
     )
+
+
+def _kind(symbol: str) -> str:
+    """The suite a symbol's bars are judged by (a key of SUITE_FILES)."""
+    if is_index_symbol(symbol):
+        return "index"
+    return "crypto" if is_crypto_symbol(symbol) else "equity"
 
 
 @dataclass
@@ -182,14 +195,15 @@ def validate_statistics(
     symbols: Sequence[str] = (),
     docs_dir: Path | None = None,
 ) -> LayerOutcome:
-    """Run the equity and index suites over the statistics frame; critical failures name (symbol, session)."""
+    """Run each asset class's suite over its rows of the statistics frame; critical failures name
+    (symbol, session)."""
     stats = statistics_frame(frame)
     out = LayerOutcome()
-    expected = set(symbols)
+    expected = {s: _kind(s) for s in symbols}
     runs: list[tuple[str, pd.DataFrame, int]] = []
-    for kind, is_index in (("equity", False), ("index", True)):
-        part = stats.loc[stats["is_index"].to_numpy() == is_index]
-        names = set(part["symbol"].unique().tolist()) | {s for s in expected if is_index_symbol(s) == is_index}
+    for kind in SUITE_FILES:
+        part = stats.loc[stats["kind"].to_numpy() == kind]
+        names = set(part["symbol"].unique().tolist()) | {s for s, k in expected.items() if k == kind}
         if names:
             runs.append((kind, part, min_rows * len(names)))
     if not runs:  # nothing at all: still validate, so the row-count expectation fails visibly
@@ -199,7 +213,7 @@ def validate_statistics(
         for kind, part, needed in runs:
             suite = _suite(rt, expectations_dir / SUITE_FILES[kind])
             params = {"min_rows": needed}
-            data = part.drop(columns=["is_index"]).reset_index(drop=True)
+            data = part.drop(columns=["kind"]).reset_index(drop=True)
             if docs_dir is None:
                 batch = rt.batch_definition.get_batch(batch_parameters={"dataframe": data})
                 result = batch.validate(suite.suite, result_format=RESULT_FORMAT, expectation_parameters=params)
