@@ -8,6 +8,10 @@ which the quality gate reports rather than this adapter guessing.
 Sessions: Alpaca stamps a daily bar at midnight New York time written in UTC (2024-01-02T05:00:00Z;
 04:00Z in summer), so the session is that instant's New York date.
 
+Crypto (BTC/USD, ETH/USD): CryptoHistoricalDataClient on the US crypto feed; no keys needed. A daily
+crypto bar is taken to be stamped at 00:00 UTC, and its session is that UTC date (the 24/7 calendar's
+rule); crypto has no corporate actions, so adj_close is the close. Volume is in coins, fractional.
+
 Unknown symbols: Alpaca answers a well-formed ticker it does not know with no bars, exactly as it
 answers a range without trading. Only when the answer is empty does the adapter ask the trading
 API for the asset (GET /v2/assets/{symbol}): a 404 means an unknown symbol, anything else an empty
@@ -26,7 +30,7 @@ import pandas as pd
 import requests
 
 from tradeflow.adapters.alpaca.client import KEY_ENV, SECRET_ENV, quiet_sdk_import, require_keys, trading_client
-from tradeflow.calendar import NEW_YORK, MarketCalendar
+from tradeflow.calendar import NEW_YORK, MarketCalendar, is_crypto_symbol
 from tradeflow.config import AlpacaSettings
 from tradeflow.data.bars import check_symbol, is_index_symbol, normalize_bars
 from tradeflow.data.sources.base import clip_range, require_rows
@@ -41,8 +45,8 @@ from tradeflow.errors import (
 with quiet_sdk_import():
     from alpaca.common.exceptions import APIError
     from alpaca.data.enums import Adjustment, DataFeed
-    from alpaca.data.historical import StockHistoricalDataClient
-    from alpaca.data.requests import StockBarsRequest
+    from alpaca.data.historical import CryptoHistoricalDataClient, StockHistoricalDataClient
+    from alpaca.data.requests import CryptoBarsRequest, StockBarsRequest
     from alpaca.data.timeframe import TimeFrame
 
 FEEDS = ("iex", "sip", "delayed_sip")
@@ -54,6 +58,12 @@ class BarsClient(Protocol):
     """What the adapter needs of alpaca-py's StockHistoricalDataClient."""
 
     def get_stock_bars(self, request_params: Any) -> Any: ...
+
+
+class CryptoBarsClient(Protocol):
+    """What the adapter needs of alpaca-py's CryptoHistoricalDataClient."""
+
+    def get_crypto_bars(self, request_params: Any) -> Any: ...
 
 
 class AssetClient(Protocol):
@@ -114,6 +124,25 @@ def bars_to_frame(bars: Sequence[object], adjusted: Sequence[object] | None, sym
     return normalize_bars(raw, symbol)
 
 
+def crypto_bars_to_frame(bars: Sequence[object], symbol: str) -> pd.DataFrame:
+    """Daily crypto bars as a normalized bar frame on UTC-day sessions. Pure: no request, no clock."""
+    table = _bar_table(bars)
+    # Naive UTC stamps: normalize_bars reads aware ones in New York time, which would put the
+    # 00:00 UTC bar of the 25th on the 24th.
+    raw = pd.DataFrame(
+        {
+            "session": table["t"].dt.tz_convert("UTC").dt.tz_localize(None),
+            "open": table["o"],
+            "high": table["h"],
+            "low": table["l"],
+            "close": table["c"],
+            "adj_close": table["c"],
+            "volume": table["v"],
+        }
+    )
+    return normalize_bars(raw, symbol)
+
+
 def _api_message(exc: Exception) -> str:
     try:
         return str(exc.message)  # type: ignore[attr-defined]  # alpaca's JSON {"code", "message"} body
@@ -159,6 +188,7 @@ class AlpacaSource:
         calendar: MarketCalendar | None = None,
         client: BarsClient | None = None,
         asset_client: AssetClient | None = None,
+        crypto_client: CryptoBarsClient | None = None,
     ) -> None:
         self._feed = settings.feed.strip().lower()
         if self._feed not in FEEDS:
@@ -170,12 +200,15 @@ class AlpacaSource:
         self._keys = require_keys(settings) if client is None else _keys_if_set(settings)
         self._client = client
         self._asset_client = asset_client
+        self._crypto_client = crypto_client
 
     @property
     def coverage_end(self) -> pd.Timestamp | None:
         return None
 
     def describe(self, symbol: str) -> str:
+        if is_crypto_symbol(symbol):
+            return f"Alpaca US crypto daily bars for {symbol} (UTC days; volume in coins)"
         volume = "; IEX volume is only IEX's share of the market" if self._feed == "iex" else ""
         return (
             f"Alpaca {self._feed.upper()} daily bars for {symbol} (split-adjusted OHLCV, "
@@ -232,8 +265,37 @@ class AlpacaSource:
             raise mapped from exc
         return True
 
+    def _crypto_bars_client(self) -> CryptoBarsClient:
+        if self._crypto_client is None:
+            # Alpaca serves crypto bars without keys; with keys the rate limit is higher.
+            key, secret = self._keys or (None, None)
+            self._crypto_client = CryptoHistoricalDataClient(api_key=key, secret_key=secret, raw_data=True)
+        return self._crypto_client
+
+    def _fetch_crypto(self, symbol: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        first = pd.Timestamp(start.date(), tz="UTC")
+        last = pd.Timestamp(end.date(), tz="UTC") + pd.Timedelta(days=1) - pd.Timedelta(seconds=1)
+        request = CryptoBarsRequest(
+            symbol_or_symbols=[symbol], timeframe=TimeFrame.Day, start=first.to_pydatetime(), end=last.to_pydatetime()
+        )
+        try:
+            answer = self._crypto_bars_client().get_crypto_bars(request)
+        except Exception as exc:
+            mapped = classify_alpaca_error(exc, symbol)
+            if mapped is None:
+                raise
+            raise mapped from exc
+        bars = bars_for_symbol(answer, symbol)
+        if not bars:
+            raise EmptyDataError(f"alpaca returned no crypto bars for {symbol} between {start.date()} and {end.date()}")
+        frame = clip_range(crypto_bars_to_frame(bars, symbol), start, end)
+        require_rows(frame, self.name, symbol, start, end)
+        return frame
+
     def fetch(self, symbol: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         symbol = check_symbol(symbol)
+        if is_crypto_symbol(symbol):
+            return self._fetch_crypto(symbol, start, end)
         if is_index_symbol(symbol):
             raise UnknownSymbolError(f"alpaca has no index data such as {symbol}; use the yfinance or ib source")
         # Alpaca writes share classes with a dot (BRK.B) where Yahoo uses a dash (BRK-B).
