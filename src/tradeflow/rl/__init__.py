@@ -10,12 +10,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from tradeflow.rl.config import EnvConfig, PPOConfig
+from tradeflow.rl.config import EnvConfig, PortfolioEnvConfig, PPOConfig
 from tradeflow.rl.env import BUY, HOLD, SELL, TradingEnv
 
 if TYPE_CHECKING:
     from tradeflow.rl.artifact import LoadedModel, load_artifact, read_git_sha, save_artifact
     from tradeflow.rl.policy import RLPolicyStrategy
+    from tradeflow.rl.portfolio_env import PortfolioEnv, PortfolioVecEnv
     from tradeflow.rl.train import TrainedModel, train_ppo
     from tradeflow.rl.vec_env import TradingVecEnv
 
@@ -25,6 +26,8 @@ _LAZY = {
     "read_git_sha": "tradeflow.rl.artifact",
     "save_artifact": "tradeflow.rl.artifact",
     "RLPolicyStrategy": "tradeflow.rl.policy",
+    "PortfolioEnv": "tradeflow.rl.portfolio_env",
+    "PortfolioVecEnv": "tradeflow.rl.portfolio_env",
     "TrainedModel": "tradeflow.rl.train",
     "train_ppo": "tradeflow.rl.train",
     "TradingVecEnv": "tradeflow.rl.vec_env",
@@ -37,6 +40,9 @@ __all__ = [
     "EnvConfig",
     "LoadedModel",
     "PPOConfig",
+    "PortfolioEnv",
+    "PortfolioEnvConfig",
+    "PortfolioVecEnv",
     "RLPolicyStrategy",
     "TradingEnv",
     "TradingVecEnv",

@@ -31,6 +31,30 @@ class EnvConfig(BaseModel):
     drawdown_penalty: float = Field(0.0, ge=0)
 
 
+class PortfolioEnvConfig(BaseModel):
+    """The portfolio env's settings (see tradeflow.rl.portfolio_env for timing, actions and reward)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    window: int = Field(10, ge=1)  # rows of each asset's features in one observation, as EnvConfig's
+    episode_length: int = Field(252, ge=1)
+    initial_capital: float = Field(100_000.0, gt=0)
+    # "nine": two assets, Discrete(9) = (sell, hold, buy) per asset, each moving one step on
+    # 0 / 0.5 / 1 of an equal sleeve; "grid": N assets, MultiDiscrete target weights on a grid.
+    action_mode: Literal["nine", "grid"] = "nine"
+    # Points of the "grid" mode per asset: level l of L means raw weight l / (L - 1); the raw
+    # weights are divided by their sum when it exceeds 1, so the book never levers (gross <= 1).
+    grid_levels: int = Field(3, ge=2)
+    # Sessions of returns behind the rolling correlation and the betas (about a quarter).
+    corr_window: int = Field(60, ge=2)
+    # The market column for betas when it is in the universe; otherwise the equal-weight average.
+    market_symbol: str = "SPY"
+    # reward -= turnover_penalty * traded notional / equity before the trades (extra friction).
+    turnover_penalty: float = Field(0.0, ge=0)
+    # reward -= drawdown_penalty * (1 - equity / episode peak), paid every step spent underwater.
+    drawdown_penalty: float = Field(0.0, ge=0)
+
+
 class PPOConfig(BaseModel):
     """PPO hyper-parameters. lr 3e-4, clip 0.2 and net [256, 256] are the issue's; the rest is tuned.
 

@@ -47,14 +47,21 @@ def _commission_many(shares: np.ndarray, price: np.ndarray, cost: CostModel) -> 
 
 
 def rebalance_many(
-    cash: np.ndarray, shares: np.ndarray, weight: np.ndarray, price: np.ndarray, volume: np.ndarray, cost: CostModel
+    cash: np.ndarray,
+    shares: np.ndarray,
+    weight: np.ndarray,
+    price: np.ndarray,
+    volume: np.ndarray,
+    cost: CostModel,
+    equity: np.ndarray | None = None,
 ) -> BatchFills:
-    """`tradeflow.sim.rebalance` for many books at once (same operations in the same order)."""
+    """`tradeflow.sim.rebalance` for many books at once (same operations in the same order);
+    `equity` is each whole book's, marked at the open, as rebalance's (default: cash + this asset)."""
     cash = np.asarray(cash, dtype=np.float64)
     shares = np.asarray(shares, dtype=np.float64)
     price = np.asarray(price, dtype=np.float64)
     volume = np.asarray(volume, dtype=np.float64)
-    equity = cash + shares * price
+    equity = cash + shares * price if equity is None else np.asarray(equity, dtype=np.float64)
     weight = np.where(equity <= 0, 0.0, np.asarray(weight, dtype=np.float64))
     delta = weight * np.maximum(equity, 0.0) / price - shares
     trade = ~(np.abs(delta) * price <= 1e-9 * np.maximum(np.abs(equity), 1.0))

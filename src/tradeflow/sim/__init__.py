@@ -2,7 +2,15 @@
 
 from tradeflow.sim.costs import CostModel
 from tradeflow.sim.market import MarketArrays, PanelMarket
-from tradeflow.sim.portfolio import Fill, PortfolioResult, SimResult, rebalance, simulate_portfolio, simulate_targets
+from tradeflow.sim.portfolio import (
+    Fill,
+    PortfolioResult,
+    SimResult,
+    rebalance,
+    rebalance_session,
+    simulate_portfolio,
+    simulate_targets,
+)
 from tradeflow.sim.sizing import RESEARCH, Sized, SizingRules, size_order
 
 __all__ = [
@@ -16,6 +24,7 @@ __all__ = [
     "Sized",
     "SizingRules",
     "rebalance",
+    "rebalance_session",
     "simulate_portfolio",
     "simulate_targets",
     "size_order",

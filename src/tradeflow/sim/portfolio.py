@@ -75,6 +75,38 @@ def rebalance(
     return cash, shares + delta, fill
 
 
+def rebalance_session(
+    cash: float,
+    shares: np.ndarray,
+    targets: np.ndarray,
+    columns: np.ndarray,
+    opens: np.ndarray,
+    volumes: np.ndarray,
+    cost: CostModel,
+    index: int = -1,
+    rules: SizingRules = RESEARCH,
+) -> tuple[float, list[Fill]]:
+    """One session's trades of a book at its open: every instrument in `columns` moves toward its
+    target weight; returns the cash after them and their fills, and updates `shares` in place.
+
+    Each trade is sized against the book's equity marked at this open, before any of them, sells
+    first so their proceeds fund the buys. The backtester (`simulate_portfolio`) and the portfolio
+    RL env step through this one function, so both see the same fills.
+    """
+    # An elementwise product summed, not `shares @ opens`: BLAS's dot may fuse multiply-adds, and a
+    # vectorised env marking many books along an axis must reproduce this figure bit for bit.
+    marked = cash + float((shares * opens).sum())
+    book = None if len(shares) == 1 else marked  # one asset: rebalance marks it itself, as the RL env's step does
+    fills: list[Fill] = []
+    for j in sorted(columns, key=lambda j: targets[j] * marked - shares[j] * opens[j]):
+        cash, shares[j], fill = rebalance(
+            cash, shares[j], targets[j], opens[j], volumes[j], cost, index, rules, equity=book, asset=int(j)
+        )
+        if fill is not None:
+            fills.append(fill)
+    return cash, fills
+
+
 @dataclass(frozen=True)
 class SimResult:
     equity: np.ndarray  # at each close; equity[0] = initial capital
@@ -141,24 +173,10 @@ def simulate_portfolio(
     fills: list[Fill] = []
     opens, volumes = market.open, market.volume
     for m, t in enumerate(trade_days):
-        cols = np.flatnonzero(changed[t])
-        marked = cash + float(shares @ opens[t])
-        book = None if k == 1 else marked  # one asset: rebalance marks it itself, as the RL env's step does
-        for j in sorted(cols, key=lambda j: decided[t, j] * marked - shares[j] * opens[t, j]):
-            cash, shares[j], fill = rebalance(
-                cash,
-                shares[j],
-                decided[t, j],
-                opens[t, j],
-                volumes[t, j],
-                cost,
-                int(t),
-                rules,
-                equity=book,
-                asset=int(j),
-            )
-            if fill is not None:
-                fills.append(fill)
+        cash, session_fills = rebalance_session(
+            cash, shares, decided[t], np.flatnonzero(changed[t]), opens[t], volumes[t], cost, int(t), rules
+        )
+        fills.extend(session_fills)
         seg_cash[m + 1], seg_shares[m + 1] = cash, shares
     seg = np.searchsorted(trade_days, np.arange(n), side="right")
     cash_t, shares_t = seg_cash[seg], seg_shares[seg]
