@@ -42,7 +42,6 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tradeflow.backtest.engine import evaluate_targets
 from tradeflow.domain import Book, Decision
 from tradeflow.errors import InputError
 from tradeflow.registry.promotion import FoldResult, PromotionPolicy, annualised_sharpe, evaluate_promotion
@@ -241,6 +240,10 @@ class _Evidence:
         return self._results[key]
 
     def _evaluate(self, member: int | None, fold: int) -> FoldResult:
+        # Imported here: the backtester refers to the Strategy protocol of this package, so a
+        # module-level import would make strategies <-> backtest a cycle (tests/test_architecture.py).
+        from tradeflow.backtest.engine import evaluate_targets
+
         ens = self._ens
         w = ens.config.window
         start, stop = fold * w, (fold + 1) * w
