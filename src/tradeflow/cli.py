@@ -383,7 +383,7 @@ def features(
 
 @app.command()
 def backtest(
-    strategy: Annotated[str, typer.Option(help="buy_and_hold|sma|rsi|macd|mean_reversion|champion")],
+    strategy: Annotated[str, typer.Option(help="buy_and_hold|sma|rsi|macd|mean_reversion|ensemble|champion")],
     source: Annotated[str, typer.Option(help="sample|csv|parquet|yfinance|alpaca|ib")] = "sample",
     symbols: Annotated[
         str, typer.Option(help="The traded symbol, or several (SPY,AAPL,MSFT) for a portfolio.")
@@ -402,11 +402,11 @@ def backtest(
     from tradeflow.backtest.engine import backtest as run_backtest
     from tradeflow.backtest.metrics import to_jsonable
     from tradeflow.sim import SizingRules
-    from tradeflow.strategies import make_strategy, strategy_names
+    from tradeflow.strategies import strategy_names
 
     if engine not in ("vector", "replay"):
         raise TradeflowError(f"unknown engine {engine!r}; expected vector or replay")
-    names = (*strategy_names(), "champion")
+    names = (*strategy_names(), "ensemble", "champion")
     if strategy not in names:
         raise TradeflowError(f"unknown strategy {strategy!r}; expected one of {', '.join(names)}")
     instant = _now(now)
@@ -428,7 +428,7 @@ def backtest(
             raise TradeflowError("there is no champion model yet: run `tradeflow train` (or promote one)")
         strat: Any = RLPolicyStrategy(load_artifact(champ.path), cost=config.cost)
     else:
-        strat = make_strategy(strategy)
+        strat = _backtest_strategy(strategy, config, settings)
     # Both engines size as the trading path does (whole shares, the settings' cash buffer and band:
     # sim.sizing), so they agree; the governor's limits apply as live (a curve live would have HALTED
     # is HALTED here too).
@@ -468,6 +468,23 @@ def backtest(
         typer.echo(f"  breaker: {event['breaker']} -> {event['state']} ({event['session']}): {event['detail']}")
 
 
+def _backtest_strategy(name: str, config: Any, settings: Settings) -> Any:
+    """A rule by name, or `ensemble`: the registered rules voted by their out-of-sample evidence
+    (strategies/ensemble.py). The ensemble is not in the rule registry (`make_strategy`): its evidence
+    is judged with the research config's costs and capital, the governor's limits and the promotion
+    policy, which a rule's parameters do not carry."""
+    from tradeflow.strategies import Ensemble, EnsembleConfig, make_strategy
+
+    if name == "ensemble":
+        return Ensemble.of_rules(
+            cost=config.cost,
+            capital=config.capital,
+            limits=settings.risk,
+            config=EnsembleConfig(policy=config.promotion),
+        )
+    return make_strategy(name)
+
+
 def _backtest_portfolio(
     strategy: str,
     universe: tuple[str, ...],
@@ -484,7 +501,7 @@ def _backtest_portfolio(
     from tradeflow.backtest.metrics import to_jsonable
     from tradeflow.backtest.portfolio import backtest_portfolio
     from tradeflow.sim import SizingRules
-    from tradeflow.strategies import Sleeves, make_strategy
+    from tradeflow.strategies import Sleeves
 
     if strategy == "champion":
         raise TradeflowError("the champion decides for the universe it was trained on (one symbol): pass --symbols X")
@@ -492,7 +509,7 @@ def _backtest_portfolio(
     trading = settings.trading
     rules = SizingRules(fractional=False, cash_buffer=trading.cash_buffer, rebalance_band=trading.rebalance_band)
     start, end = window
-    rule = make_strategy(strategy)
+    rule = _backtest_strategy(strategy, config, settings)
     if engine == "replay":
         from tradeflow.core.replay import replay
 

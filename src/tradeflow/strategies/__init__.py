@@ -1,5 +1,5 @@
 """Strategies: one protocol (features + book -> Decision, and its vectorised targets) for rules, the RL
-policy and the governed rules of the learning loop."""
+policy, the ensemble and the governed rules of the learning loop."""
 
 from tradeflow.strategies.base import (
     Strategy,
@@ -9,11 +9,15 @@ from tradeflow.strategies.base import (
     numeric_params,
     strategy_names,
 )
+from tradeflow.strategies.ensemble import Ensemble, EnsembleConfig, EnsembleFold
 from tradeflow.strategies.rules import BuyAndHold, MacdRule, MeanReversionRule, RsiRule, SmaCrossover, latch
 from tradeflow.strategies.sleeves import Sleeves
 
 __all__ = [
     "BuyAndHold",
+    "Ensemble",
+    "EnsembleConfig",
+    "EnsembleFold",
     "MacdRule",
     "MeanReversionRule",
     "RsiRule",
