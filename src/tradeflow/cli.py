@@ -156,13 +156,15 @@ def validate(
 ) -> None:
     """Run the quality gate on a file: exit 0 when it passes, 3 when it fails."""
     from tradeflow.adapters.files.data import read_bar_file
+    from tradeflow.calendar import resolve_calendar
     from tradeflow.data.bars import check_symbol
     from tradeflow.data.quality import GateContext, run_gate
     from tradeflow.data.quality.known_events import KnownEvents
 
     settings = _settings()
-    cal = default_calendar()
     sym = check_symbol(symbol) if symbol else None
+    # A crypto pair is judged by its own 24/7 calendar (sessions, placeholders, freshness).
+    cal = resolve_calendar(sym, default_calendar()) if sym else default_calendar()
     as_of_day = parse_date_option("--as-of", as_of)
     expected = as_of_day if as_of_day is not None else cal.last_completed_session(_now(None))
     if not cal.is_session(expected):

@@ -112,3 +112,28 @@ def test_a_crypto_pair_halving_in_a_day_is_not_mistaken_for_a_split():
         frame.loc[crash, col] = frame.loc[crash, col] / 2
     report = gate(frame, LAST)
     assert "split_like" not in checks(report)
+
+
+def test_validate_judges_a_crypto_file_by_the_24_7_calendar(tmp_path, capsys, data_dir):
+    """`tradeflow validate --symbol BTC/USD --as-of <a Sunday>`: the as-of day is a crypto session (not
+    moved back to the NYSE's Friday, which made the Sunday bar 'after as-of'), and the file's weekend
+    rows are real bars, not NYSE placeholders to drop."""
+    from tradeflow.cli import main
+
+    frame = btc_bars()
+    csv = tmp_path / "btc.csv"
+    pd.DataFrame(
+        {
+            "Date": frame["session"].dt.strftime("%Y-%m-%d"),
+            "Open": frame["open"],
+            "High": frame["high"],
+            "Low": frame["low"],
+            "Close": frame["close"],
+            "Adj Close": frame["adj_close"],
+            "Volume": frame["volume"],
+        }
+    ).to_csv(csv, index=False)
+    assert LAST.day_name() == "Sunday"
+    code = main(["validate", str(csv), "--symbol", "BTC/USD", "--as-of", LAST.date().isoformat(), "--json"])
+    out = capsys.readouterr().out
+    assert code == 0, out

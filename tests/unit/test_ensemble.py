@@ -138,6 +138,21 @@ def test_sleeves_of_an_ensemble_run_one_ensemble_per_symbol(real_data, ensemble)
         np.testing.assert_allclose(weights[:, j], ensemble.targets(panel.by_symbol[s]) / 2)
     decision = sleeves.decide(panel, Book.flat())
     assert [decision.weight(s) for s in ("AAPL", "MSFT")] == pytest.approx(list(weights[-1]))
+    # Each sleeve's own member weights travel in the decision (prefixed by symbol when they differ).
+    per_symbol = {s: dict(ensemble.decide(panel.by_symbol[s], Book.flat()).params) for s in ("AAPL", "MSFT")}
+    if per_symbol["AAPL"] == per_symbol["MSFT"]:
+        assert dict(decision.params) == per_symbol["AAPL"]
+    else:
+        assert dict(decision.params) == {f"{s}.{k}": v for s, p in per_symbol.items() for k, v in p.items()}
+    assert dict(decision.params)  # never empty: an ensemble always names its weights
+
+
+def test_sleeves_of_a_rule_carry_the_rules_parameters(real_data):
+    vix = read_bar_file(real_data / "VIX.csv", "^VIX")
+    bars = {s: read_bar_file(real_data / f"{s}.csv", s) for s in ("AAPL", "MSFT")}
+    panel = build_panel(bars, vix, Universe.of("AAPL", "MSFT"), DEFAULT_SPEC)
+    decision = Sleeves(make_strategy("sma"), ("AAPL", "MSFT")).decide(panel, Book.flat())
+    assert dict(decision.params) == dict(make_strategy("sma").decide(panel.by_symbol["AAPL"], Book.flat()).params)
 
 
 def test_bad_ensembles_are_refused_with_one_line():

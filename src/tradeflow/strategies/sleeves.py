@@ -40,11 +40,23 @@ class Sleeves:
 
     def decide(self, features: PanelFeatures, book: Book) -> Decision:
         k = len(self.symbols)
-        weights = {s: self.rule.decide(features.by_symbol[s], book).weight(s) / k for s in self.symbols}
+        decisions = {s: self.rule.decide(features.by_symbol[s], book) for s in self.symbols}
+        first = decisions[self.symbols[0]]
+        # What each sleeve decided with: shared parameters as they are (a rule's), per-symbol ones
+        # (an ensemble's member weights, fitted per instrument) prefixed with their symbol.
+        shared = all(dict(d.params) == dict(first.params) for d in decisions.values())
+        params = (
+            dict(first.params)
+            if shared
+            else {f"{s}.{name}": value for s, d in decisions.items() for name, value in d.params.items()}
+        )
+        same_arm = all((d.arm, d.experiment_id) == (first.arm, first.experiment_id) for d in decisions.values())
         return Decision(
             strategy=self.name,
             session=pd.Timestamp(features.sessions[-1]).date(),
-            weights=weights,
-            params=numeric_params(self.rule),
+            weights={s: d.weight(s) / k for s, d in decisions.items()},
+            params=params or numeric_params(self.rule),
+            arm=first.arm if same_arm else "",
+            experiment_id=first.experiment_id if same_arm else "",
             spec_digest=features.spec.digest,
         )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tradeflow.calendar import MarketCalendar, default_calendar
+from tradeflow.calendar import MarketCalendar, TradingCalendar, default_calendar
 from tradeflow.config import DEFAULT_MAX_INPUT_BYTES
 from tradeflow.data.bars import has_symbol_column, normalize_bars
 from tradeflow.data.sources.base import clip_range, drop_placeholder_rows, require_rows
@@ -78,7 +78,7 @@ def _read_raw(path: Path, max_bytes: int | None = None) -> pd.DataFrame:
 def read_bar_file(
     path: str | Path,
     symbol: str | None = None,
-    calendar: MarketCalendar | None = None,
+    calendar: TradingCalendar | None = None,
     *,
     max_bytes: int | None = DEFAULT_MAX_INPUT_BYTES,
 ) -> pd.DataFrame:

@@ -10,7 +10,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from tradeflow.calendar import MarketCalendar
+from tradeflow.calendar import MarketCalendar, TradingCalendar
 from tradeflow.data.bars import VALUE_COLUMNS, cut_window
 from tradeflow.errors import EmptyDataError, TransientSourceError, is_transient
 
@@ -52,7 +52,7 @@ def require_rows(frame: pd.DataFrame, source: str, symbol: str, start: pd.Timest
         raise EmptyDataError(f"{source} returned no bars for {symbol} between {start.date()} and {end.date()}")
 
 
-def drop_placeholder_rows(frame: pd.DataFrame, calendar: MarketCalendar) -> tuple[pd.DataFrame, int]:
+def drop_placeholder_rows(frame: pd.DataFrame, calendar: TradingCalendar) -> tuple[pd.DataFrame, int]:
     """Drop rows that are empty in every value column and fall on a non-session (Yahoo's `null`
     holiday rows in ^VIX). An empty row on a real session is kept: that is missing data, and the
     gate must report it.
