@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -18,14 +19,23 @@ PREFECT = str(Path(sys.executable).with_name("prefect"))
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
 
 
-def api(api_url: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+def api(api_url: str, method: str, path: str, body: dict[str, Any] | None = None, attempts: int = 5) -> Any:
+    """One REST call to the real server. A 503 is Prefect's answer while its SQLite database is busy
+    (seen on a loaded 2-core CI machine): retried with back-off, as Prefect's own client does."""
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(
-        f"{api_url}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        raw = resp.read()
-    return json.loads(raw) if raw else None
+    for attempt in range(1, attempts + 1):
+        req = urllib.request.Request(
+            f"{api_url}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                raw = resp.read()
+            return json.loads(raw) if raw else None
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503 or attempt == attempts:
+                raise
+            time.sleep(0.5 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
